@@ -1,0 +1,1056 @@
+//! `Ca`: the CA's operations over a store and a key source, each one recorded in the audit log.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use medsec_core::{
+    Actor, AuditAction, AuditRecord, CertSerial, DeviceId, DeviceSerial, KeyAlgorithm, Name,
+    RevocationReason,
+};
+use medsec_keys::{KeySource, Signer};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use time::{Duration, OffsetDateTime};
+
+use crate::CaError;
+use crate::crl::build_crl;
+use crate::csr::{VerifiedCsr, parse_and_verify_csr};
+use crate::model::{
+    CaRecord, CaRole, CertRecord, CertStatus, CrlRecord, DeviceRecord, Issuance, IssuanceKind,
+    Revocation,
+};
+use crate::ocsp::{OcspResponder, OcspStatusSource};
+use crate::profile::Profile;
+use crate::signing::CaKey;
+use crate::store::{CaStore, CertFilter, StoreError};
+use crate::x509::{
+    CaCertSpec, DeviceCertSpec, ca_dn, ca_params, cert_facts, device_params, new_serial,
+    pem_encode_cert,
+};
+
+/// Where relying parties find revocation status; written into every certificate a CA issues.
+#[derive(Debug, Clone, Default)]
+pub struct CaUrls {
+    /// CRL URL; `{ca}` is replaced by the issuing CA's name.
+    pub crl_url_template: Option<String>,
+    pub ocsp_url: Option<String>,
+}
+
+impl CaUrls {
+    fn crl_for(&self, ca: &Name) -> Option<String> {
+        self.crl_url_template
+            .as_ref()
+            .map(|t| t.replace("{ca}", ca.as_str()))
+    }
+
+    fn check(&self) -> Result<(), CaError> {
+        for u in self.crl_url_template.iter().chain(self.ocsp_url.iter()) {
+            let ok = (u.starts_with("http://") || u.starts_with("https://"))
+                && u.is_ascii()
+                && !u.chars().any(|c| c.is_ascii_control() || c == ' ');
+            if !ok {
+                return Err(CaError::Config(format!(
+                    "URL {u:?} must be an absolute http(s) URL without spaces"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What `ca init` creates: a root and one issuing CA under it.
+#[derive(Debug, Clone)]
+pub struct CaInitSpec {
+    pub root_name: Name,
+    pub root_common_name: String,
+    pub issuing_name: Name,
+    pub issuing_common_name: String,
+    pub organization: String,
+    pub country: Option<String>,
+    pub key_algorithm: KeyAlgorithm,
+    pub root_validity_days: u32,
+    pub issuing_validity_days: u32,
+    pub root_crl_validity: Duration,
+    pub issuing_crl_validity: Duration,
+    pub urls: CaUrls,
+}
+
+/// A freshly issued certificate with what a device needs to use it.
+#[derive(Debug, Clone)]
+pub struct IssuedCert {
+    pub record: CertRecord,
+    pub pem: String,
+    /// The issuing CA certificate(s) up to, not including, the root.
+    pub chain_pem: String,
+}
+
+/// The result of a rekey.
+#[derive(Debug, Clone)]
+pub struct RekeyOutcome {
+    pub issued: IssuedCert,
+    pub old: CertSerial,
+    /// When the old certificate is (or was) revoked as superseded.
+    pub old_revoked_at: OffsetDateTime,
+}
+
+struct LoadedCa {
+    record: CaRecord,
+    key: CaKey,
+    issuer: rcgen::Issuer<'static, CaKey>,
+    ski: Option<Vec<u8>>,
+}
+
+/// X.509 has one-second resolution; keeping stored times at that resolution makes what we
+/// store equal to what we sign.
+fn now() -> OffsetDateTime {
+    let t = OffsetDateTime::now_utc();
+    t.replace_nanosecond(0).unwrap_or(t)
+}
+
+/// Backdating absorbs clock skew on devices that have just booted.
+const BACKDATE: Duration = Duration::seconds(60);
+/// How often to retry issuance when a random serial collides with a stored one.
+const SERIAL_ATTEMPTS: usize = 4;
+
+fn spki_hash(spki: &[u8]) -> String {
+    hex::encode(Sha256::digest(spki))
+}
+
+fn subject_key_identifier(der: &[u8]) -> Option<Vec<u8>> {
+    use x509_parser::prelude::{FromDer, ParsedExtension, X509Certificate};
+    let (_, c) = X509Certificate::from_der(der).ok()?;
+    c.extensions()
+        .iter()
+        .find_map(|e| match e.parsed_extension() {
+            ParsedExtension::SubjectKeyIdentifier(k) => Some(k.0.to_vec()),
+            _ => None,
+        })
+}
+
+/// The CA: one per process, shared by the CLI command or the server.
+pub struct Ca<S> {
+    store: S,
+    keys: Arc<dyn KeySource>,
+    loaded: Mutex<HashMap<Name, Arc<LoadedCa>>>,
+    ocsp_validity: Duration,
+}
+
+impl<S: CaStore> Ca<S> {
+    pub fn new(store: S, keys: Arc<dyn KeySource>) -> Self {
+        Ca {
+            store,
+            keys,
+            loaded: Mutex::new(HashMap::new()),
+            ocsp_validity: Duration::hours(1),
+        }
+    }
+
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    async fn load(&self, name: &Name) -> Result<Arc<LoadedCa>, CaError> {
+        if let Some(l) = self.loaded.lock().ok().and_then(|m| m.get(name).cloned()) {
+            return Ok(l);
+        }
+        let record = self
+            .store
+            .get_ca(name)
+            .await?
+            .ok_or_else(|| CaError::CaNotFound(name.clone()))?;
+        let key_ref = record
+            .key_ref
+            .as_ref()
+            .ok_or_else(|| CaError::CaHasNoKey(name.clone()))?
+            .parse()?;
+        let signer: Arc<dyn Signer> = Arc::from(self.keys.load(&key_ref)?);
+        let facts = cert_facts(&record.cert_der)?;
+        if signer.public_key() != facts.public_key.as_slice() {
+            return Err(CaError::Config(format!(
+                "the key {key_ref} does not match CA {name}'s certificate"
+            )));
+        }
+        let key = CaKey::new(signer)?;
+        let issuer = rcgen::Issuer::from_ca_cert_der(&record.cert_der.clone().into(), key.clone())?;
+        let loaded = Arc::new(LoadedCa {
+            ski: subject_key_identifier(&record.cert_der),
+            record,
+            key,
+            issuer,
+        });
+        if let Ok(mut m) = self.loaded.lock() {
+            m.insert(name.clone(), loaded.clone());
+        }
+        Ok(loaded)
+    }
+
+    fn forget(&self, name: &Name) {
+        if let Ok(mut m) = self.loaded.lock() {
+            m.remove(name);
+        }
+    }
+
+    /// Creates a root CA and an issuing CA (pathlen 0) under it.
+    pub async fn init(
+        &self,
+        spec: &CaInitSpec,
+        actor: &Actor,
+    ) -> Result<(CaRecord, CaRecord), CaError> {
+        spec.urls.check()?;
+        if !spec.key_algorithm.usable_for_ca() {
+            return Err(CaError::Config(format!(
+                "{} cannot be a CA key",
+                spec.key_algorithm
+            )));
+        }
+        for d in [spec.root_validity_days, spec.issuing_validity_days] {
+            if d == 0 || d > 36500 {
+                return Err(CaError::Config(
+                    "CA validity must be 1 to 36500 days".into(),
+                ));
+            }
+        }
+        if spec.issuing_validity_days > spec.root_validity_days {
+            return Err(CaError::Config(
+                "the issuing CA cannot outlive the root".into(),
+            ));
+        }
+        for n in [&spec.root_name, &spec.issuing_name] {
+            if self.store.get_ca(n).await?.is_some() {
+                return Err(CaError::CaExists(n.clone()));
+            }
+        }
+        if spec.root_name == spec.issuing_name {
+            return Err(CaError::Config(
+                "root and issuing CA need different names".into(),
+            ));
+        }
+        let t = now();
+        let dn = ca_dn(
+            &spec.root_common_name,
+            &spec.organization,
+            spec.country.as_deref(),
+        )?;
+        let serial = new_serial()?;
+        let signer: Arc<dyn Signer> = Arc::from(
+            self.keys
+                .generate(&format!("ca-{}", spec.root_name), spec.key_algorithm)?,
+        );
+        let key = CaKey::new(signer.clone())?;
+        let not_after = t + Duration::days(spec.root_validity_days.into());
+        let params = ca_params(&CaCertSpec {
+            dn,
+            serial: &serial,
+            not_before: t - BACKDATE,
+            not_after,
+            path_len: None,
+            crl_url: None,
+            ocsp_url: None,
+        })?;
+        let cert = params.self_signed(&key)?;
+        let root = CaRecord {
+            name: spec.root_name.clone(),
+            role: CaRole::Root,
+            parent: None,
+            cert_der: cert.der().to_vec(),
+            key_ref: Some(signer.key_ref().to_string()),
+            key_algorithm: spec.key_algorithm,
+            crl_url: spec.urls.crl_for(&spec.root_name),
+            ocsp_url: spec.urls.ocsp_url.clone(),
+            crl_validity_secs: spec.root_crl_validity.whole_seconds(),
+            serial,
+            not_after,
+            created_at: t,
+            revocation: None,
+        };
+        self.store
+            .insert_ca(
+                &root,
+                &AuditRecord::new(
+                    actor,
+                    AuditAction::CaCreated,
+                    root.name.as_str(),
+                    json!({"role": "root", "serial": root.serial, "key": root.key_ref, "algorithm": spec.key_algorithm}),
+                ),
+            )
+            .await?;
+        let issuing = self
+            .add_issuing(
+                &spec.issuing_name,
+                &spec.issuing_common_name,
+                &spec.organization,
+                spec.country.as_deref(),
+                &spec.root_name,
+                spec.key_algorithm,
+                spec.issuing_validity_days,
+                spec.issuing_crl_validity,
+                &spec.urls,
+                actor,
+            )
+            .await?;
+        Ok((root, issuing))
+    }
+
+    /// Adds an issuing CA (pathlen 0) signed by `parent`, e.g. one per product line.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn add_issuing(
+        &self,
+        name: &Name,
+        common_name: &str,
+        organization: &str,
+        country: Option<&str>,
+        parent: &Name,
+        alg: KeyAlgorithm,
+        validity_days: u32,
+        crl_validity: Duration,
+        urls: &CaUrls,
+        actor: &Actor,
+    ) -> Result<CaRecord, CaError> {
+        urls.check()?;
+        if self.store.get_ca(name).await?.is_some() {
+            return Err(CaError::CaExists(name.clone()));
+        }
+        let parent_ca = self.load(parent).await?;
+        if parent_ca.record.role != CaRole::Root {
+            return Err(CaError::Config(format!(
+                "issuing CAs are signed by a root; {parent} is an issuing CA (pathlen 0)"
+            )));
+        }
+        if parent_ca.record.revocation.is_some() {
+            return Err(CaError::Config(format!("CA {parent} is revoked")));
+        }
+        let t = now();
+        let not_after = (t + Duration::days(validity_days.into())).min(parent_ca.record.not_after);
+        let dn = ca_dn(common_name, organization, country)?;
+        let serial = new_serial()?;
+        let signer: Arc<dyn Signer> = Arc::from(self.keys.generate(&format!("ca-{name}"), alg)?);
+        let key = CaKey::new(signer.clone())?;
+        let params = ca_params(&CaCertSpec {
+            dn,
+            serial: &serial,
+            not_before: t - BACKDATE,
+            not_after,
+            path_len: Some(0),
+            crl_url: parent_ca.record.crl_url.as_deref(),
+            ocsp_url: parent_ca.record.ocsp_url.as_deref(),
+        })?;
+        let cert = params.signed_by(&key, &parent_ca.issuer)?;
+        let rec = CaRecord {
+            name: name.clone(),
+            role: CaRole::Issuing,
+            parent: Some(parent.clone()),
+            cert_der: cert.der().to_vec(),
+            key_ref: Some(signer.key_ref().to_string()),
+            key_algorithm: alg,
+            crl_url: urls.crl_for(name),
+            ocsp_url: urls.ocsp_url.clone(),
+            crl_validity_secs: crl_validity.whole_seconds(),
+            serial,
+            not_after,
+            created_at: t,
+            revocation: None,
+        };
+        self.store
+            .insert_ca(
+                &rec,
+                &AuditRecord::new(
+                    actor,
+                    AuditAction::CaCreated,
+                    name.as_str(),
+                    json!({"role": "issuing", "parent": parent, "serial": rec.serial, "key": rec.key_ref, "algorithm": alg}),
+                ),
+            )
+            .await?;
+        Ok(rec)
+    }
+
+    /// Registers an existing root certificate (made elsewhere, e.g. at an offline ceremony).
+    /// `key` is its private key when it is to sign here; without it the root is trust-only.
+    pub async fn import_root(
+        &self,
+        name: &Name,
+        cert_der: &[u8],
+        key: Option<Box<dyn Signer>>,
+        urls: &CaUrls,
+        crl_validity: Duration,
+        actor: &Actor,
+    ) -> Result<CaRecord, CaError> {
+        urls.check()?;
+        if self.store.get_ca(name).await?.is_some() {
+            return Err(CaError::CaExists(name.clone()));
+        }
+        let facts = cert_facts(cert_der)?;
+        if !facts.is_ca {
+            return Err(CaError::Import(
+                "the certificate is not a CA (basicConstraints CA:TRUE missing)".into(),
+            ));
+        }
+        verify_self_signed(cert_der)?;
+        let t = now();
+        if facts.not_after <= t {
+            return Err(CaError::Import(format!(
+                "the certificate expired at {}",
+                facts.not_after
+            )));
+        }
+        let alg = key_algorithm_of_cert(cert_der)?;
+        if let Some(k) = &key
+            && k.public_key() != facts.public_key.as_slice()
+        {
+            return Err(CaError::Import(
+                "the private key does not belong to the certificate".into(),
+            ));
+        }
+        let rec = CaRecord {
+            name: name.clone(),
+            role: CaRole::Root,
+            parent: None,
+            cert_der: cert_der.to_vec(),
+            key_ref: key.as_ref().map(|k| k.key_ref().to_string()),
+            key_algorithm: alg,
+            crl_url: urls.crl_for(name),
+            ocsp_url: urls.ocsp_url.clone(),
+            crl_validity_secs: crl_validity.whole_seconds(),
+            serial: facts.serial,
+            not_after: facts.not_after,
+            created_at: t,
+            revocation: None,
+        };
+        self.store
+            .insert_ca(
+                &rec,
+                &AuditRecord::new(
+                    actor,
+                    AuditAction::CaImported,
+                    name.as_str(),
+                    json!({"subject": facts.subject, "serial": rec.serial, "with_key": key.is_some()}),
+                ),
+            )
+            .await?;
+        Ok(rec)
+    }
+
+    /// Revokes a subordinate CA; its certificate goes onto the parent's CRL.
+    pub async fn revoke_ca(
+        &self,
+        name: &Name,
+        reason: RevocationReason,
+        actor: &Actor,
+    ) -> Result<(), CaError> {
+        let rec = self
+            .store
+            .get_ca(name)
+            .await?
+            .ok_or_else(|| CaError::CaNotFound(name.clone()))?;
+        if rec.role == CaRole::Root {
+            return Err(CaError::Config(
+                "a root cannot be revoked by medsec; remove it from trust stores".into(),
+            ));
+        }
+        let rev = Revocation {
+            reason,
+            revoked_at: now(),
+            invalidity_date: None,
+        };
+        self.store
+            .revoke_ca(
+                name,
+                &rev,
+                &AuditRecord::new(
+                    actor,
+                    AuditAction::CertRevoked,
+                    name.as_str(),
+                    json!({"ca": true, "reason": reason, "serial": rec.serial}),
+                ),
+            )
+            .await?;
+        self.forget(name);
+        Ok(())
+    }
+
+    pub async fn list_cas(&self) -> Result<Vec<CaRecord>, CaError> {
+        Ok(self.store.list_cas().await?)
+    }
+
+    pub async fn get_ca(&self, name: &Name) -> Result<CaRecord, CaError> {
+        self.store
+            .get_ca(name)
+            .await?
+            .ok_or_else(|| CaError::CaNotFound(name.clone()))
+    }
+
+    /// PEM of `name`'s certificate followed by its parents' up to, excluding, the root.
+    pub async fn chain_pem(&self, name: &Name) -> Result<String, CaError> {
+        let mut out = String::new();
+        let mut cur = Some(name.clone());
+        let mut depth = 0;
+        while let Some(n) = cur {
+            let rec = self.get_ca(&n).await?;
+            if rec.role == CaRole::Root {
+                break;
+            }
+            out.push_str(&pem_encode_cert(&rec.cert_der));
+            cur = rec.parent.clone();
+            depth += 1;
+            if depth > 8 {
+                return Err(CaError::Config("CA hierarchy loops".into()));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Creates or replaces a profile.
+    pub async fn put_profile(&self, profile: &Profile, actor: &Actor) -> Result<(), CaError> {
+        profile.validate()?;
+        let ca = self
+            .store
+            .get_ca(&profile.issuer)
+            .await?
+            .ok_or_else(|| CaError::CaNotFound(profile.issuer.clone()))?;
+        if ca.role != CaRole::Issuing {
+            return Err(CaError::Config(format!(
+                "profile {} must name an issuing CA; {} is a root",
+                profile.name, profile.issuer
+            )));
+        }
+        let existed = self.store.get_profile(&profile.name).await?;
+        let action = if existed.is_some() {
+            AuditAction::ProfileUpdated
+        } else {
+            AuditAction::ProfileCreated
+        };
+        let details = serde_json::to_value(profile).unwrap_or(serde_json::Value::Null);
+        self.store
+            .put_profile(
+                profile,
+                &AuditRecord::new(actor, action, profile.name.as_str(), details),
+            )
+            .await?;
+        Ok(())
+    }
+
+    pub async fn get_profile(&self, name: &Name) -> Result<Profile, CaError> {
+        self.store
+            .get_profile(name)
+            .await?
+            .ok_or_else(|| CaError::ProfileNotFound(name.clone()))
+    }
+
+    pub async fn list_profiles(&self) -> Result<Vec<Profile>, CaError> {
+        Ok(self.store.list_profiles().await?)
+    }
+
+    /// Issues a device certificate from a CSR under `profile` for the device with `serial`.
+    /// The device row is created on first issuance.
+    pub async fn issue(
+        &self,
+        profile: &Name,
+        serial: &DeviceSerial,
+        csr: &[u8],
+        actor: &Actor,
+    ) -> Result<IssuedCert, CaError> {
+        let profile = self.get_profile(profile).await?;
+        let csr = parse_and_verify_csr(csr)?;
+        let device = DeviceId::new(profile.model.clone(), serial.clone());
+        self.issue_verified(&profile, &device, &csr, IssuanceKind::Issue, None, actor)
+            .await
+    }
+
+    async fn issue_verified(
+        &self,
+        profile: &Profile,
+        device: &DeviceId,
+        csr: &VerifiedCsr,
+        kind: IssuanceKind,
+        replaces: Option<(&CertRecord, OffsetDateTime)>,
+        actor: &Actor,
+    ) -> Result<IssuedCert, CaError> {
+        if !profile.allows(csr.key_algorithm) {
+            return Err(CaError::KeyNotAllowed {
+                profile: profile.name.clone(),
+                got: csr.key_algorithm,
+                allowed: profile.allowed_list(),
+            });
+        }
+        // Checked again inside the store's transaction; this early check gives a clear error
+        // before any signing work.
+        if let Some(d) = self.store.get_device(device).await?
+            && d.status == crate::model::DeviceStatus::Retired
+        {
+            return Err(CaError::DeviceRetired(device.clone()));
+        }
+        let ca = self.load(&profile.issuer).await?;
+        if ca.record.revocation.is_some() {
+            return Err(CaError::Config(format!(
+                "issuing CA {} is revoked",
+                ca.record.name
+            )));
+        }
+        let public = rcgen::SubjectPublicKeyInfo::from_der(&csr.spki_der)?;
+        let t = now();
+        let not_after = (t + Duration::days(profile.validity_days.into())).min(ca.record.not_after);
+        if not_after <= t {
+            return Err(CaError::Config(format!(
+                "issuing CA {} has expired",
+                ca.record.name
+            )));
+        }
+        let common_name = profile.common_name(&device.serial);
+        let subject = format!(
+            "O={}, CN={}, serialNumber={}",
+            profile.organization, common_name, device.serial
+        );
+        let rsa = matches!(
+            csr.key_algorithm,
+            KeyAlgorithm::Rsa2048 | KeyAlgorithm::Rsa3072 | KeyAlgorithm::Rsa4096
+        );
+        let mut last_conflict = None;
+        for _ in 0..SERIAL_ATTEMPTS {
+            let serial = new_serial()?;
+            let params = device_params(&DeviceCertSpec {
+                device,
+                serial: &serial,
+                organization: &profile.organization,
+                common_name: &common_name,
+                not_before: t - BACKDATE,
+                not_after,
+                server_auth: profile.server_auth,
+                rsa,
+                crl_url: ca.record.crl_url.as_deref(),
+                ocsp_url: ca.record.ocsp_url.as_deref(),
+            })?;
+            let cert = params.signed_by(&public, &ca.issuer)?;
+            let der = cert.der().to_vec();
+            let record = CertRecord {
+                serial: serial.clone(),
+                issuer: ca.record.name.clone(),
+                device: device.clone(),
+                profile: profile.name.clone(),
+                kind,
+                subject: subject.clone(),
+                key_algorithm: csr.key_algorithm,
+                spki_sha256: spki_hash(&csr.spki_der),
+                not_before: t - BACKDATE,
+                not_after,
+                issued_at: t,
+                replaces: replaces.map(|(r, _)| r.serial.clone()),
+                revoke_after: None,
+                status: CertStatus::Valid,
+                der,
+            };
+            let action = match kind {
+                IssuanceKind::Issue => AuditAction::CertIssued,
+                IssuanceKind::Renew => AuditAction::CertRenewed,
+                IssuanceKind::Rekey => AuditAction::CertRekeyed,
+            };
+            let mut details = json!({
+                "device": device.urn(),
+                "profile": profile.name,
+                "issuer": ca.record.name,
+                "key": csr.key_algorithm,
+                "not_after": not_after.unix_timestamp(),
+            });
+            if let Some((old, at)) = replaces {
+                details["replaces"] = json!(old.serial);
+                if kind == IssuanceKind::Rekey {
+                    details["old_revoked_at"] = json!(at.unix_timestamp());
+                }
+            }
+            let issuance = Issuance {
+                supersede: replaces
+                    .filter(|_| kind == IssuanceKind::Rekey)
+                    .map(|(old, at)| (old.serial.clone(), at)),
+                audit: vec![AuditRecord::new(actor, action, serial.to_hex(), details)],
+                cert: record,
+            };
+            match self.store.commit_issuance(&issuance).await {
+                Ok(()) => {
+                    let pem = pem_encode_cert(&issuance.cert.der);
+                    let chain_pem = self.chain_pem(&profile.issuer).await?;
+                    return Ok(IssuedCert {
+                        record: issuance.cert,
+                        pem,
+                        chain_pem,
+                    });
+                }
+                // A random 127-bit serial colliding means our RNG is broken or the store
+                // already holds it; retry a few times, then give up loudly.
+                Err(StoreError::Conflict(m)) if m.contains("serial") => last_conflict = Some(m),
+                Err(StoreError::Refused(m)) if m.contains("retired") => {
+                    return Err(CaError::DeviceRetired(device.clone()));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(StoreError::Conflict(last_conflict.unwrap_or_default()).into())
+    }
+
+    async fn current(&self, serial: &CertSerial) -> Result<CertRecord, CaError> {
+        let rec = self
+            .store
+            .get_cert(serial)
+            .await?
+            .ok_or_else(|| CaError::CertNotFound(serial.clone()))?;
+        if let CertStatus::Revoked(r) = &rec.status {
+            return Err(CaError::CertRevoked {
+                serial: serial.clone(),
+                reason: r.reason.to_string(),
+            });
+        }
+        Ok(rec)
+    }
+
+    /// A new certificate for the same key and subject with a fresh validity period. The old
+    /// certificate stays valid until it expires: the key has not changed.
+    pub async fn renew(&self, serial: &CertSerial, actor: &Actor) -> Result<IssuedCert, CaError> {
+        let old = self.current(serial).await?;
+        let profile = self.get_profile(&old.profile).await?;
+        let spki = spki_of_cert(&old.der)?;
+        let csr = VerifiedCsr {
+            key_algorithm: old.key_algorithm,
+            spki_der: spki,
+            requested_subject: old.subject.clone(),
+        };
+        self.issue_verified(
+            &profile,
+            &old.device,
+            &csr,
+            IssuanceKind::Renew,
+            Some((&old, old.not_after)),
+            actor,
+        )
+        .await
+    }
+
+    /// A certificate for a new key (from a new CSR) that replaces `serial`; the old one is
+    /// revoked as superseded after `overlap` (the profile's default when `None`).
+    pub async fn rekey(
+        &self,
+        serial: &CertSerial,
+        csr: &[u8],
+        overlap: Option<Duration>,
+        actor: &Actor,
+    ) -> Result<RekeyOutcome, CaError> {
+        let old = self.current(serial).await?;
+        let profile = self.get_profile(&old.profile).await?;
+        let csr = parse_and_verify_csr(csr)?;
+        if spki_hash(&csr.spki_der) == old.spki_sha256 {
+            return Err(CaError::Csr(
+                "a rekey needs a new key; this CSR carries the old one (use renew)".into(),
+            ));
+        }
+        let overlap = overlap.unwrap_or(Duration::days(profile.rekey_overlap_days.into()));
+        if overlap.is_negative() {
+            return Err(CaError::Config("overlap cannot be negative".into()));
+        }
+        let at = now() + overlap;
+        let issued = self
+            .issue_verified(
+                &profile,
+                &old.device,
+                &csr,
+                IssuanceKind::Rekey,
+                Some((&old, at)),
+                actor,
+            )
+            .await?;
+        // With no overlap the old certificate is revoked now rather than at the next sweep.
+        if overlap.is_zero() {
+            self.process_due_supersessions(actor).await?;
+        }
+        Ok(RekeyOutcome {
+            issued,
+            old: old.serial,
+            old_revoked_at: at,
+        })
+    }
+
+    /// Revokes the certificates whose supersession is due. Run by every state-changing CLI
+    /// command and periodically by the server.
+    pub async fn process_due_supersessions(
+        &self,
+        actor: &Actor,
+    ) -> Result<Vec<CertSerial>, CaError> {
+        let t = now();
+        let due = self.store.due_supersessions(t).await?;
+        let mut done = Vec::new();
+        for serial in due {
+            let rev = Revocation {
+                reason: RevocationReason::Superseded,
+                revoked_at: t,
+                invalidity_date: None,
+            };
+            let audit = AuditRecord::new(
+                actor,
+                AuditAction::CertRevoked,
+                serial.to_hex(),
+                json!({"reason": RevocationReason::Superseded, "scheduled": true}),
+            );
+            match self.store.revoke(&serial, &rev, &audit).await {
+                Ok(()) => done.push(serial),
+                // Revoked meanwhile for another reason: nothing left to do.
+                Err(StoreError::Refused(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(done)
+    }
+
+    /// Revokes a certificate. A revoked certificate stays revoked; only an escalation to
+    /// keyCompromise is accepted for one already revoked.
+    pub async fn revoke(
+        &self,
+        serial: &CertSerial,
+        reason: RevocationReason,
+        invalidity_date: Option<OffsetDateTime>,
+        actor: &Actor,
+    ) -> Result<CertRecord, CaError> {
+        let t = now();
+        if let Some(d) = invalidity_date
+            && d > t
+        {
+            return Err(CaError::Config(
+                "the invalidity date cannot be in the future".into(),
+            ));
+        }
+        let existing = self
+            .store
+            .get_cert(serial)
+            .await?
+            .ok_or_else(|| CaError::CertNotFound(serial.clone()))?;
+        let rev = Revocation {
+            reason,
+            revoked_at: t,
+            invalidity_date,
+        };
+        let audit = AuditRecord::new(
+            actor,
+            AuditAction::CertRevoked,
+            serial.to_hex(),
+            json!({"reason": reason, "device": existing.device.urn(), "invalidity_date": invalidity_date.map(|d| d.unix_timestamp())}),
+        );
+        self.store
+            .revoke(serial, &rev, &audit)
+            .await
+            .map_err(|e| match e {
+                StoreError::Refused(m) => CaError::CertRevoked {
+                    serial: serial.clone(),
+                    reason: m,
+                },
+                e => e.into(),
+            })?;
+        self.store
+            .get_cert(serial)
+            .await?
+            .ok_or_else(|| CaError::CertNotFound(serial.clone()))
+    }
+
+    /// Retires a device: it may never enroll again, and each of its certificates is revoked
+    /// with cessationOfOperation.
+    pub async fn retire(
+        &self,
+        device: &DeviceId,
+        actor: &Actor,
+    ) -> Result<Vec<CertSerial>, CaError> {
+        let d = self
+            .store
+            .get_device(device)
+            .await?
+            .ok_or_else(|| CaError::DeviceNotFound(device.clone()))?;
+        if d.status == crate::model::DeviceStatus::Retired {
+            return Err(CaError::DeviceRetired(device.clone()));
+        }
+        let audit = AuditRecord::new(actor, AuditAction::DeviceRetired, device.urn(), json!({}));
+        Ok(self
+            .store
+            .retire_device(
+                device,
+                now(),
+                RevocationReason::CessationOfOperation,
+                &audit,
+            )
+            .await?)
+    }
+
+    pub async fn get_cert(&self, serial: &CertSerial) -> Result<CertRecord, CaError> {
+        self.store
+            .get_cert(serial)
+            .await?
+            .ok_or_else(|| CaError::CertNotFound(serial.clone()))
+    }
+
+    pub async fn list_certs(&self, filter: &CertFilter) -> Result<Vec<CertRecord>, CaError> {
+        Ok(self.store.list_certs(filter).await?)
+    }
+
+    /// Unrevoked certificates that expire within `days`.
+    pub async fn expiring_within(&self, days: u32) -> Result<Vec<CertRecord>, CaError> {
+        let t = now();
+        Ok(self
+            .store
+            .list_certs(&CertFilter {
+                expiring_before: Some((t, t + Duration::days(days.into()))),
+                revoked: Some(false),
+                ..CertFilter::default()
+            })
+            .await?)
+    }
+
+    pub async fn get_device(&self, id: &DeviceId) -> Result<DeviceRecord, CaError> {
+        self.store
+            .get_device(id)
+            .await?
+            .ok_or_else(|| CaError::DeviceNotFound(id.clone()))
+    }
+
+    pub async fn list_devices(&self) -> Result<Vec<DeviceRecord>, CaError> {
+        Ok(self.store.list_devices().await?)
+    }
+
+    /// Generates the next full CRL for `ca`: its revoked device certificates, or for a root its
+    /// revoked subordinate CAs.
+    pub async fn generate_crl(&self, name: &Name, actor: &Actor) -> Result<CrlRecord, CaError> {
+        let ca = self.load(name).await?;
+        let mut revoked = self.store.revoked_by_issuer(name).await?;
+        revoked.extend(self.store.revoked_cas(name).await?);
+        let t = now();
+        let validity = Duration::seconds(ca.record.crl_validity_secs.max(60));
+        let next = t + validity;
+        let count = revoked.len();
+        let build = |number: u64| -> Result<CrlRecord, String> {
+            let der = build_crl(&ca.issuer, ca.ski.as_deref(), number, t, next, &revoked)
+                .map_err(|e| e.to_string())?;
+            Ok(CrlRecord {
+                ca: name.clone(),
+                number,
+                this_update: t,
+                next_update: next,
+                der,
+            })
+        };
+        let audit = AuditRecord::new(
+            actor,
+            AuditAction::CrlGenerated,
+            name.as_str(),
+            json!({"entries": count}),
+        );
+        Ok(self.store.store_crl(name, &build, &audit).await?)
+    }
+
+    pub async fn latest_crl(&self, name: &Name) -> Result<Option<CrlRecord>, CaError> {
+        Ok(self.store.latest_crl(name).await?)
+    }
+
+    /// Answers a DER OCSP request with a DER OCSP response (errors are OCSP error statuses,
+    /// not Rust errors: a relying party must always get a response it can parse).
+    pub async fn ocsp_respond(&self, request_der: &[u8]) -> Vec<u8> {
+        let responder = match self.responder().await {
+            Ok(r) => r,
+            Err(_) => {
+                return crate::ocsp::error_response(x509_ocsp::OcspResponseStatus::InternalError);
+            }
+        };
+        let parsed = match responder.parse(request_der) {
+            Ok(p) => p,
+            Err(resp) => return resp,
+        };
+        let mut found: HashMap<(Name, CertSerial), CertStatus> = HashMap::new();
+        for (ca, serial) in parsed.lookups(&responder) {
+            match self.lookup_status(ca, serial).await {
+                Ok(Some(s)) => {
+                    found.insert((ca.clone(), serial.clone()), s);
+                }
+                Ok(None) => {}
+                Err(_) => {
+                    return crate::ocsp::error_response(x509_ocsp::OcspResponseStatus::TryLater);
+                }
+            }
+        }
+        struct Found(HashMap<(Name, CertSerial), CertStatus>);
+        impl OcspStatusSource for Found {
+            fn status(&self, issuer: &Name, serial: &CertSerial) -> Option<CertStatus> {
+                self.0.get(&(issuer.clone(), serial.clone())).cloned()
+            }
+        }
+        responder.respond(&parsed, &Found(found), now())
+    }
+
+    async fn lookup_status(
+        &self,
+        ca: &Name,
+        serial: &CertSerial,
+    ) -> Result<Option<CertStatus>, CaError> {
+        if let Some(c) = self.store.get_cert(serial).await?
+            && &c.issuer == ca
+        {
+            return Ok(Some(c.status));
+        }
+        // A root is asked about its subordinate CAs.
+        for sub in self.store.list_cas().await? {
+            if sub.parent.as_ref() == Some(ca) && &sub.serial == serial {
+                return Ok(Some(match sub.revocation {
+                    Some(r) => CertStatus::Revoked(r),
+                    None => CertStatus::Valid,
+                }));
+            }
+        }
+        Ok(None)
+    }
+
+    async fn responder(&self) -> Result<OcspResponder, CaError> {
+        let mut r = OcspResponder::new(self.ocsp_validity);
+        for rec in self.store.list_cas().await? {
+            if rec.key_ref.is_none() {
+                continue;
+            }
+            let l = self.load(&rec.name).await?;
+            r.add_ca(rec.name.clone(), &rec.cert_der, l.key.clone())?;
+        }
+        Ok(r)
+    }
+}
+
+fn spki_of_cert(der: &[u8]) -> Result<Vec<u8>, CaError> {
+    Ok(cert_facts(der)?.spki_der)
+}
+
+fn key_algorithm_of_cert(der: &[u8]) -> Result<KeyAlgorithm, CaError> {
+    use x509_parser::prelude::{FromDer, X509Certificate};
+    let (_, c) = X509Certificate::from_der(der).map_err(|e| CaError::Import(e.to_string()))?;
+    let alg =
+        crate::csr::classify_key(c.public_key()).map_err(|e| CaError::Import(e.to_string()))?;
+    if !alg.usable_for_ca() {
+        return Err(CaError::Import(format!("a {alg} CA key is not supported")));
+    }
+    Ok(alg)
+}
+
+/// Checks that a root certificate is self-issued and its signature verifies with its own key.
+fn verify_self_signed(der: &[u8]) -> Result<(), CaError> {
+    use aws_lc_rs::signature::{self, UnparsedPublicKey, VerificationAlgorithm};
+    use x509_parser::prelude::{FromDer, X509Certificate};
+    let (_, c) = X509Certificate::from_der(der).map_err(|e| CaError::Import(e.to_string()))?;
+    if c.subject().as_raw() != c.issuer().as_raw() {
+        return Err(CaError::Import(
+            "not self-issued (subject differs from issuer): not a root".into(),
+        ));
+    }
+    let alg =
+        crate::csr::classify_key(c.public_key()).map_err(|e| CaError::Import(e.to_string()))?;
+    let sig_oid = c.signature_algorithm.algorithm.to_id_string();
+    let v: &dyn VerificationAlgorithm = match (alg, sig_oid.as_str()) {
+        (KeyAlgorithm::EcdsaP256, "1.2.840.10045.4.3.2") => &signature::ECDSA_P256_SHA256_ASN1,
+        (KeyAlgorithm::EcdsaP256, "1.2.840.10045.4.3.3") => &signature::ECDSA_P256_SHA384_ASN1,
+        (KeyAlgorithm::EcdsaP384, "1.2.840.10045.4.3.3") => &signature::ECDSA_P384_SHA384_ASN1,
+        (KeyAlgorithm::EcdsaP384, "1.2.840.10045.4.3.2") => &signature::ECDSA_P384_SHA256_ASN1,
+        (KeyAlgorithm::Ed25519, "1.3.101.112") => &signature::ED25519,
+        _ => {
+            return Err(CaError::Import(format!(
+                "unsupported root signature algorithm {sig_oid}"
+            )));
+        }
+    };
+    UnparsedPublicKey::new(v, c.public_key().subject_public_key.data.as_ref())
+        .verify(c.tbs_certificate.as_ref(), c.signature_value.data.as_ref())
+        .map_err(|_| CaError::Import("the self-signature does not verify".into()))
+}

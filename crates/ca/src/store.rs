@@ -1,0 +1,111 @@
+//! The storage the CA needs, as a trait the SQLite and PostgreSQL stores implement.
+
+use async_trait::async_trait;
+use medsec_core::{AuditRecord, CertSerial, DeviceId, Name, RevocationReason};
+use time::OffsetDateTime;
+
+use crate::model::{CaRecord, CertRecord, CrlRecord, DeviceRecord, Issuance, Revocation};
+use crate::profile::Profile;
+
+/// Storage failures, kept coarse: callers decide on the variant, the message carries detail.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// A uniqueness rule would be broken (duplicate serial, existing name).
+    #[error("already exists: {0}")]
+    Conflict(String),
+    /// A referenced row is missing.
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// The change is refused by a state rule checked inside the transaction.
+    #[error("{0}")]
+    Refused(String),
+    /// Stored data does not parse back into domain types.
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+    #[error("database: {0}")]
+    Backend(String),
+}
+
+/// Which certificates to list.
+#[derive(Debug, Clone, Default)]
+pub struct CertFilter {
+    pub device: Option<DeviceId>,
+    pub issuer: Option<Name>,
+    /// Only unrevoked certificates whose notAfter falls in `[now, expiring_before)`.
+    pub expiring_before: Option<(OffsetDateTime, OffsetDateTime)>,
+    pub revoked: Option<bool>,
+    pub limit: Option<u32>,
+}
+
+/// What the CA reads and writes. Every mutating call takes the audit records describing it and
+/// must commit them in the same transaction as the change.
+#[async_trait]
+pub trait CaStore: Send + Sync {
+    async fn insert_ca(&self, ca: &CaRecord, audit: &AuditRecord) -> Result<(), StoreError>;
+    async fn get_ca(&self, name: &Name) -> Result<Option<CaRecord>, StoreError>;
+    async fn list_cas(&self) -> Result<Vec<CaRecord>, StoreError>;
+
+    /// Creates or replaces a profile.
+    async fn put_profile(&self, profile: &Profile, audit: &AuditRecord) -> Result<(), StoreError>;
+    async fn get_profile(&self, name: &Name) -> Result<Option<Profile>, StoreError>;
+    async fn list_profiles(&self) -> Result<Vec<Profile>, StoreError>;
+
+    async fn get_device(&self, id: &DeviceId) -> Result<Option<DeviceRecord>, StoreError>;
+    async fn list_devices(&self) -> Result<Vec<DeviceRecord>, StoreError>;
+
+    /// Commits one issuance atomically. Must refuse (`Conflict`) a serial that exists and
+    /// (`Refused`) a device that is retired, leaving no trace in either case.
+    async fn commit_issuance(&self, issuance: &Issuance) -> Result<(), StoreError>;
+
+    async fn get_cert(&self, serial: &CertSerial) -> Result<Option<CertRecord>, StoreError>;
+    async fn list_certs(&self, filter: &CertFilter) -> Result<Vec<CertRecord>, StoreError>;
+
+    /// Revokes one certificate. A certificate already revoked stays revoked: the call fails
+    /// with `Refused`, except that a later keyCompromise may replace a milder reason.
+    async fn revoke(
+        &self,
+        serial: &CertSerial,
+        revocation: &Revocation,
+        audit: &AuditRecord,
+    ) -> Result<(), StoreError>;
+
+    /// Marks the device retired and revokes each of its unrevoked certificates with
+    /// `reason`, in one transaction. Returns the serials revoked.
+    async fn retire_device(
+        &self,
+        id: &DeviceId,
+        at: OffsetDateTime,
+        reason: RevocationReason,
+        audit: &AuditRecord,
+    ) -> Result<Vec<CertSerial>, StoreError>;
+
+    /// Certificates whose scheduled supersession time has come and that are still unrevoked.
+    async fn due_supersessions(&self, now: OffsetDateTime) -> Result<Vec<CertSerial>, StoreError>;
+
+    /// Revoked certificates issued by `issuer` (for its CRL).
+    async fn revoked_by_issuer(
+        &self,
+        issuer: &Name,
+    ) -> Result<Vec<(CertSerial, Revocation)>, StoreError>;
+    /// Revokes a subordinate CA (recorded on its `cas` row; it stays revoked).
+    async fn revoke_ca(
+        &self,
+        name: &Name,
+        revocation: &Revocation,
+        audit: &AuditRecord,
+    ) -> Result<(), StoreError>;
+    /// Revoked subordinate CAs of `parent`, for the parent's CRL.
+    async fn revoked_cas(&self, parent: &Name)
+    -> Result<Vec<(CertSerial, Revocation)>, StoreError>;
+
+    /// Allocates the next CRL number for `ca` and stores the CRL built by `build` with it, in
+    /// one transaction, so numbers only ever increase and each is used once.
+    async fn store_crl(
+        &self,
+        ca: &Name,
+        build: &(dyn Fn(u64) -> Result<CrlRecord, String> + Send + Sync),
+        audit: &AuditRecord,
+    ) -> Result<CrlRecord, StoreError>;
+    async fn latest_crl(&self, ca: &Name) -> Result<Option<CrlRecord>, StoreError>;
+}

@@ -1,0 +1,48 @@
+//! Domain types shared by every medsec crate: identifiers, key algorithms, revocation reasons, audit records.
+//!
+//! Everything here is pure data with parsing and formatting; no IO, no clocks, no randomness.
+//! Values that arrive from a user, a file or the network are turned into these newtypes at the edge
+//! ("parse, don't validate"), so the rest of the code never sees an unchecked string.
+
+mod audit;
+mod ids;
+mod keyalg;
+mod revocation;
+
+pub use audit::{AuditAction, AuditEntry, AuditRecord, ChainBreak, ChainVerifier, GENESIS_HASH};
+pub use ids::{Actor, CertSerial, DeviceId, DeviceModel, DeviceSerial, Name};
+pub use keyalg::KeyAlgorithm;
+pub use revocation::RevocationReason;
+
+/// Errors raised while parsing domain values.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CoreError {
+    /// A value failed its syntax rules; `what` names the kind of value.
+    #[error("invalid {what} {value:?}: {reason}")]
+    Invalid {
+        what: &'static str,
+        value: String,
+        reason: &'static str,
+    },
+}
+
+impl CoreError {
+    pub(crate) fn invalid(what: &'static str, value: &str, reason: &'static str) -> Self {
+        // Cap what we echo back: the value may be attacker-sized.
+        let mut value = value.to_owned();
+        if value.len() > 80 {
+            let mut cut = 80;
+            while !value.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            value.truncate(cut);
+            value.push('…');
+        }
+        CoreError::Invalid {
+            what,
+            value,
+            reason,
+        }
+    }
+}

@@ -1,0 +1,79 @@
+//! A small embedded migration runner: ordered SQL files, applied once, checked by SHA-256.
+
+use sha2::{Digest, Sha256};
+use sqlx::{Row, SqlitePool};
+
+use crate::StoreError;
+
+pub(crate) struct Migration {
+    pub version: i64,
+    pub name: &'static str,
+    pub sql: &'static str,
+}
+
+pub(crate) const SQLITE: &[Migration] = &[Migration {
+    version: 1,
+    name: "ca",
+    sql: include_str!("../migrations/sqlite/0001_ca.sql"),
+}];
+
+fn be(e: sqlx::Error) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+pub(crate) async fn run_sqlite(
+    pool: &SqlitePool,
+    migrations: &[Migration],
+) -> Result<(), StoreError> {
+    sqlx::raw_sql(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+            version INTEGER PRIMARY KEY, name TEXT NOT NULL, sha256 TEXT NOT NULL, applied_at INTEGER NOT NULL)",
+    )
+    .execute(pool)
+    .await
+    .map_err(be)?;
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(be)?;
+    let applied = sqlx::query("SELECT version, sha256 FROM schema_migrations ORDER BY version")
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(be)?;
+    let known_max = migrations.last().map(|m| m.version).unwrap_or(0);
+    for row in &applied {
+        let v: i64 = row.try_get("version").map_err(be)?;
+        let h: String = row.try_get("sha256").map_err(be)?;
+        match migrations.iter().find(|m| m.version == v) {
+            Some(m) if hex::encode(Sha256::digest(m.sql)) != h => {
+                return Err(StoreError::Corrupt(format!(
+                    "migration {v} ({}) differs from the one applied to this database; landed migrations must never change",
+                    m.name
+                )));
+            }
+            Some(_) => {}
+            None if v > known_max => {
+                return Err(StoreError::Refused(format!(
+                    "the database is at schema version {v}, newer than this medsec ({known_max}); upgrade medsec"
+                )));
+            }
+            None => {}
+        }
+    }
+    for m in migrations {
+        if applied
+            .iter()
+            .any(|r| r.try_get::<i64, _>("version").ok() == Some(m.version))
+        {
+            continue;
+        }
+        sqlx::raw_sql(m.sql).execute(&mut *tx).await.map_err(|e| {
+            StoreError::Backend(format!("migration {} ({}): {e}", m.version, m.name))
+        })?;
+        sqlx::query("INSERT INTO schema_migrations (version, name, sha256, applied_at) VALUES (?, ?, ?, strftime('%s','now'))")
+            .bind(m.version)
+            .bind(m.name)
+            .bind(hex::encode(Sha256::digest(m.sql)))
+            .execute(&mut *tx)
+            .await
+            .map_err(be)?;
+    }
+    tx.commit().await.map_err(be)
+}
