@@ -67,11 +67,11 @@ pub enum CaError {
     Config(String),
     #[error("OCSP request malformed: {0}")]
     OcspMalformed(String),
-    #[error("key: {0}")]
+    #[error(transparent)]
     Key(#[from] medsec_keys::KeyError),
     #[error("certificate encoding: {0}")]
     Encoding(String),
-    #[error("store: {0}")]
+    #[error(transparent)]
     Store(#[from] StoreError),
 }
 

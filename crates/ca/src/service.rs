@@ -95,6 +95,9 @@ pub struct RekeyOutcome {
 
 struct LoadedCa {
     record: CaRecord,
+    /// PEM of this CA's certificate and its parents below the root; CA certificates never
+    /// change, so it is computed once.
+    chain_pem: String,
     key: CaKey,
     issuer: rcgen::Issuer<'static, CaKey>,
     ski: Option<Vec<u8>>,
@@ -132,6 +135,7 @@ pub struct Ca<S> {
     store: S,
     keys: Arc<dyn KeySource>,
     loaded: Mutex<HashMap<Name, Arc<LoadedCa>>>,
+    load_lock: tokio::sync::Mutex<()>,
     ocsp_validity: Duration,
 }
 
@@ -141,6 +145,7 @@ impl<S: CaStore> Ca<S> {
             store,
             keys,
             loaded: Mutex::new(HashMap::new()),
+            load_lock: tokio::sync::Mutex::new(()),
             ocsp_validity: Duration::hours(1),
         }
     }
@@ -149,8 +154,18 @@ impl<S: CaStore> Ca<S> {
         &self.store
     }
 
+    fn cached(&self, name: &Name) -> Option<Arc<LoadedCa>> {
+        self.loaded.lock().ok().and_then(|m| m.get(name).cloned())
+    }
+
     async fn load(&self, name: &Name) -> Result<Arc<LoadedCa>, CaError> {
-        if let Some(l) = self.loaded.lock().ok().and_then(|m| m.get(name).cloned()) {
+        if let Some(l) = self.cached(name) {
+            return Ok(l);
+        }
+        // Unlocking a key costs an Argon2id derivation (or a token login); concurrent first
+        // users wait for one load instead of each doing their own.
+        let _single = self.load_lock.lock().await;
+        if let Some(l) = self.cached(name) {
             return Ok(l);
         }
         let record = self
@@ -172,7 +187,9 @@ impl<S: CaStore> Ca<S> {
         }
         let key = CaKey::new(signer)?;
         let issuer = rcgen::Issuer::from_ca_cert_der(&record.cert_der.clone().into(), key.clone())?;
+        let chain_pem = self.chain_pem(name).await?;
         let loaded = Arc::new(LoadedCa {
+            chain_pem,
             ski: subject_key_identifier(&record.cert_der),
             record,
             key,
@@ -572,13 +589,8 @@ impl<S: CaStore> Ca<S> {
                 allowed: profile.allowed_list(),
             });
         }
-        // Checked again inside the store's transaction; this early check gives a clear error
-        // before any signing work.
-        if let Some(d) = self.store.get_device(device).await?
-            && d.status == crate::model::DeviceStatus::Retired
-        {
-            return Err(CaError::DeviceRetired(device.clone()));
-        }
+        // A retired device is refused inside the store's transaction (see commit_issuance), the
+        // only place where the check cannot race with a concurrent retirement.
         let ca = self.load(&profile.issuer).await?;
         if ca.record.revocation.is_some() {
             return Err(CaError::Config(format!(
@@ -666,11 +678,10 @@ impl<S: CaStore> Ca<S> {
             match self.store.commit_issuance(&issuance).await {
                 Ok(()) => {
                     let pem = pem_encode_cert(&issuance.cert.der);
-                    let chain_pem = self.chain_pem(&profile.issuer).await?;
                     return Ok(IssuedCert {
                         record: issuance.cert,
                         pem,
-                        chain_pem,
+                        chain_pem: ca.chain_pem.clone(),
                     });
                 }
                 // A random 127-bit serial colliding means our RNG is broken or the store

@@ -1,1 +1,481 @@
-fn main() {}
+//! The `medsec` command: wires configuration, the store and key sources to the domain crates.
+
+mod bench;
+mod cli;
+mod config;
+mod keys;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, anyhow, bail};
+use clap::Parser;
+use medsec_ca::{Ca, CaInitSpec, CaRecord, CaUrls, CertFilter, CertRecord, CertStatus, Profile};
+use medsec_core::{Actor, CertSerial, DeviceId, DeviceModel, DeviceSerial, KeyAlgorithm, Name, RevocationReason};
+use medsec_store::{AuditLog, SqliteStore, Synchronous};
+use serde_json::json;
+use time::format_description::well_known::Rfc3339;
+use time::{Duration, OffsetDateTime};
+
+use crate::cli::*;
+use crate::config::Config;
+use crate::keys::Keys;
+
+/// Exit code when `audit verify` finds a broken chain (distinct from ordinary errors, 1).
+const EXIT_AUDIT_BROKEN: u8 = 3;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+pub struct App {
+    pub ca: Ca<SqliteStore>,
+    pub store: SqliteStore,
+    pub keys: Arc<Keys>,
+    pub actor: Actor,
+    pub cfg: Config,
+    pub json: bool,
+}
+
+fn create_private_dir(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("restricting {}", dir.display()))?;
+    }
+    Ok(())
+}
+
+pub async fn open_app(data_dir: &Path, config: Option<&Path>, passphrase_file: Option<PathBuf>, actor: Option<&str>, json: bool, sync: Synchronous) -> Result<App> {
+    create_private_dir(data_dir)?;
+    let cfg = Config::load(data_dir, config)?;
+    let store = SqliteStore::open(&data_dir.join("medsec.db"), sync)
+        .await
+        .context("opening the database")?;
+    let keys = Arc::new(Keys::new(data_dir.join("keys"), passphrase_file, &cfg.keys));
+    let actor = match actor {
+        Some(a) => Actor::parse(a)?,
+        None => Actor::parse(&format!("cli:{}", std::env::var("USER").unwrap_or_else(|_| "unknown".into())))?,
+    };
+    let ca = Ca::new(store.clone(), keys.clone());
+    Ok(App { ca, store, keys, actor, cfg, json })
+}
+
+async fn run(cli: Cli) -> Result<ExitCode> {
+    if let Command::Bench(b) = &cli.command {
+        return bench::run(b).await.map(|_| ExitCode::SUCCESS);
+    }
+    let app = open_app(&cli.data_dir, cli.config.as_deref(), cli.passphrase_file.clone(), cli.actor.as_deref(), cli.json, Synchronous::Full).await?;
+    match cli.command {
+        Command::Ca(c) => ca_cmd(&app, c).await,
+        Command::Profile(c) => profile_cmd(&app, c).await,
+        Command::Cert(c) => cert_cmd(&app, c).await,
+        Command::Device(c) => device_cmd(&app, c).await,
+        Command::Crl(c) => crl_cmd(&app, c).await,
+        Command::Ocsp(c) => ocsp_cmd(&app, c).await,
+        Command::Audit(c) => audit_cmd(&app, c).await,
+        Command::Bench(_) => unreachable_bench(),
+    }
+}
+
+fn unreachable_bench() -> Result<ExitCode> {
+    bail!("bench is handled before the data directory is opened")
+}
+
+fn out(app: &App, value: serde_json::Value, human: impl FnOnce() -> String) {
+    if app.json {
+        println!("{}", serde_json::to_string_pretty(&value).unwrap_or_default());
+    } else {
+        let s = human();
+        if !s.is_empty() {
+            println!("{s}");
+        }
+    }
+}
+
+fn write_or_print(path: Option<&Path>, data: &str) -> Result<()> {
+    match path {
+        Some(p) => std::fs::write(p, data).with_context(|| format!("writing {}", p.display())),
+        None => {
+            std::io::stdout().write_all(data.as_bytes())?;
+            Ok(())
+        }
+    }
+}
+
+fn read_file(path: &Path, what: &str) -> Result<Vec<u8>> {
+    let meta = std::fs::metadata(path).with_context(|| format!("reading {what} {}", path.display()))?;
+    if meta.len() > 1024 * 1024 {
+        bail!("{what} {} is larger than 1 MiB", path.display());
+    }
+    std::fs::read(path).with_context(|| format!("reading {what} {}", path.display()))
+}
+
+fn fmt_time(t: OffsetDateTime) -> String {
+    t.format(&Rfc3339).unwrap_or_else(|_| t.to_string())
+}
+
+fn urls(app: &App) -> CaUrls {
+    CaUrls {
+        crl_url_template: app.cfg.pki.crl_url.clone(),
+        ocsp_url: app.cfg.pki.ocsp_url.clone(),
+    }
+}
+
+fn ca_json(c: &CaRecord) -> serde_json::Value {
+    json!({
+        "name": c.name, "role": c.role, "parent": c.parent, "serial": c.serial,
+        "key": c.key_ref, "key_algorithm": c.key_algorithm, "crl_url": c.crl_url, "ocsp_url": c.ocsp_url,
+        "not_after": fmt_time(c.not_after), "revoked": c.revocation.as_ref().map(|r| r.reason),
+    })
+}
+
+async fn ca_cmd(app: &App, c: CaCmd) -> Result<ExitCode> {
+    let pki = &app.cfg.pki;
+    match c {
+        CaCmd::Init(a) => {
+            let org = a.organization.clone().unwrap_or_else(|| pki.organization.clone());
+            let alg: KeyAlgorithm = a.key_alg.as_deref().unwrap_or(&pki.key_algorithm).parse()?;
+            let u = CaUrls {
+                crl_url_template: a.crl_url.clone().or_else(|| pki.crl_url.clone()),
+                ocsp_url: a.ocsp_url.clone().or_else(|| pki.ocsp_url.clone()),
+            };
+            let spec = CaInitSpec {
+                root_name: Name::parse(&a.root_name)?,
+                root_common_name: a.root_common_name.clone().unwrap_or_else(|| format!("{org} Device Root CA")),
+                issuing_name: Name::parse(&a.issuing_name)?,
+                issuing_common_name: a.issuing_common_name.clone().unwrap_or_else(|| format!("{org} Device Issuing CA")),
+                organization: org,
+                country: a.country.clone().or_else(|| pki.country.clone()),
+                key_algorithm: alg,
+                root_validity_days: a.root_validity_days.unwrap_or(pki.root_validity_days),
+                issuing_validity_days: a.issuing_validity_days.unwrap_or(pki.issuing_validity_days),
+                root_crl_validity: Duration::hours(pki.root_crl_hours.into()),
+                issuing_crl_validity: Duration::hours(pki.issuing_crl_hours.into()),
+                urls: u,
+            };
+            let (root, issuing) = app.ca.init(&spec, &app.actor).await?;
+            out(app, json!({"root": ca_json(&root), "issuing": ca_json(&issuing)}), || {
+                format!("created root CA {} ({}) and issuing CA {} under it; keys: {}, {}",
+                    root.name, root.key_algorithm, issuing.name,
+                    root.key_ref.as_deref().unwrap_or("-"), issuing.key_ref.as_deref().unwrap_or("-"))
+            });
+        }
+        CaCmd::AddIssuing { name, parent, common_name, key_alg, validity_days } => {
+            let name = Name::parse(&name)?;
+            let alg: KeyAlgorithm = key_alg.as_deref().unwrap_or(&pki.key_algorithm).parse()?;
+            let cn = common_name.unwrap_or_else(|| format!("{} {} Issuing CA", pki.organization, name));
+            let rec = app.ca.add_issuing(&name, &cn, &pki.organization, pki.country.as_deref(), &Name::parse(&parent)?, alg,
+                validity_days.unwrap_or(pki.issuing_validity_days), Duration::hours(pki.issuing_crl_hours.into()), &urls(app), &app.actor).await?;
+            out(app, ca_json(&rec), || format!("created issuing CA {} under {}", rec.name, parent));
+        }
+        CaCmd::ImportRoot { name, cert, key } => {
+            let name = Name::parse(&name)?;
+            let der = pem_or_der(&read_file(&cert, "certificate")?, "CERTIFICATE")?;
+            let signer = match key {
+                Some(k) => {
+                    let raw = zeroize::Zeroizing::new(read_file(&k, "private key")?);
+                    let pkcs8 = zeroize::Zeroizing::new(pem_or_der(&raw, "PRIVATE KEY")?);
+                    Some(app.keys.file_source()?.import_pkcs8(&format!("ca-{name}"), &pkcs8)?)
+                }
+                None => None,
+            };
+            let rec = app.ca.import_root(&name, &der, signer, &urls(app), Duration::hours(pki.root_crl_hours.into()), &app.actor).await?;
+            out(app, ca_json(&rec), || format!("imported root CA {} ({})", rec.name, if rec.key_ref.is_some() { "with key" } else { "certificate only" }));
+        }
+        CaCmd::List => {
+            let cas = app.ca.list_cas().await?;
+            out(app, json!(cas.iter().map(ca_json).collect::<Vec<_>>()), || {
+                cas.iter().map(|c| format!("{:<16} {:<8} {:<16} {:<11} {}", c.name, c.role.as_str(),
+                    c.parent.as_ref().map(|p| p.as_str()).unwrap_or("-"), c.key_algorithm, fmt_time(c.not_after))).collect::<Vec<_>>().join("\n")
+            });
+        }
+        CaCmd::Show { name, pem } => {
+            let rec = app.ca.get_ca(&Name::parse(&name)?).await?;
+            if pem {
+                print!("{}", medsec_ca::pem_encode_cert(&rec.cert_der));
+            } else {
+                out(app, ca_json(&rec), || serde_json::to_string_pretty(&ca_json(&rec)).unwrap_or_default());
+            }
+        }
+        CaCmd::Revoke { name, reason } => {
+            let reason: RevocationReason = reason.parse()?;
+            app.ca.revoke_ca(&Name::parse(&name)?, reason, &app.actor).await?;
+            out(app, json!({"revoked": name, "reason": reason}), || format!("revoked CA {name} ({reason})"));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Accepts PEM with the given label, or DER.
+fn pem_or_der(data: &[u8], label: &str) -> Result<Vec<u8>> {
+    if data.trim_ascii_start().starts_with(b"-----BEGIN") {
+        let p = pem::parse(data).map_err(|e| anyhow!("not valid PEM: {e}"))?;
+        if p.tag() != label {
+            bail!("PEM block is {:?}, expected {label:?}", p.tag());
+        }
+        Ok(p.into_contents())
+    } else {
+        Ok(data.to_vec())
+    }
+}
+
+async fn profile_cmd(app: &App, c: ProfileCmd) -> Result<ExitCode> {
+    match c {
+        ProfileCmd::Set(a) => {
+            let key_types = a.key_types.iter().map(|k| k.parse()).collect::<Result<Vec<KeyAlgorithm>, _>>()?;
+            let p = Profile {
+                name: Name::parse(&a.name)?,
+                model: DeviceModel::parse(&a.model)?,
+                issuer: Name::parse(&a.issuer)?,
+                key_types,
+                validity_days: a.validity_days,
+                server_auth: a.server_auth,
+                organization: a.organization.clone().unwrap_or_else(|| app.cfg.pki.organization.clone()),
+                cn_template: a.cn_template.clone(),
+                requires_bootstrap: !a.danger_no_bootstrap,
+                rekey_overlap_days: a.rekey_overlap_days,
+            };
+            app.ca.put_profile(&p, &app.actor).await?;
+            out(app, json!(p), || format!("profile {} saved", p.name));
+        }
+        ProfileCmd::Import { file } => {
+            let text = String::from_utf8(read_file(&file, "profile")?).context("profile file is not UTF-8")?;
+            let p: Profile = toml::from_str(&text).with_context(|| format!("parsing profile {}", file.display()))?;
+            app.ca.put_profile(&p, &app.actor).await?;
+            out(app, json!(p), || format!("profile {} saved", p.name));
+        }
+        ProfileCmd::List => {
+            let ps = app.ca.list_profiles().await?;
+            out(app, json!(ps), || ps.iter().map(|p| format!("{:<16} model={:<16} issuer={:<12} keys={} days={}", p.name, p.model, p.issuer, p.allowed_list(), p.validity_days)).collect::<Vec<_>>().join("\n"));
+        }
+        ProfileCmd::Show { name } => {
+            let p = app.ca.get_profile(&Name::parse(&name)?).await?;
+            out(app, json!(p), || toml::to_string_pretty(&p).unwrap_or_default());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cert_json(c: &CertRecord) -> serde_json::Value {
+    let (status, reason, revoked_at) = match &c.status {
+        CertStatus::Valid => ("valid", None, None),
+        CertStatus::Revoked(r) => ("revoked", Some(r.reason), Some(fmt_time(r.revoked_at))),
+    };
+    json!({
+        "serial": c.serial, "issuer": c.issuer, "device": c.device.urn(), "profile": c.profile,
+        "kind": c.kind, "subject": c.subject, "key_algorithm": c.key_algorithm,
+        "not_before": fmt_time(c.not_before), "not_after": fmt_time(c.not_after),
+        "replaces": c.replaces, "revoke_after": c.revoke_after.map(fmt_time),
+        "status": status, "reason": reason, "revoked_at": revoked_at,
+    })
+}
+
+fn cert_line(c: &CertRecord) -> String {
+    let st = match &c.status {
+        CertStatus::Valid => "valid".to_owned(),
+        CertStatus::Revoked(r) => format!("revoked:{}", r.reason),
+    };
+    format!("{}  {:<40} {:<28} {}", c.serial, c.device.urn(), st, fmt_time(c.not_after))
+}
+
+fn parse_device(s: &str) -> Result<DeviceId> {
+    Ok(DeviceId::parse_urn(s)?)
+}
+
+async fn cert_cmd(app: &App, c: CertCmd) -> Result<ExitCode> {
+    app.ca.process_due_supersessions(&app.actor).await?;
+    match c {
+        CertCmd::Issue { profile, csr, device, out: o, chain_out } => {
+            let csr = read_file(&csr, "CSR")?;
+            let issued = app.ca.issue(&Name::parse(&profile)?, &DeviceSerial::parse(&device)?, &csr, &app.actor).await?;
+            if let Some(p) = chain_out {
+                std::fs::write(&p, &issued.chain_pem).with_context(|| format!("writing {}", p.display()))?;
+            }
+            emit_issued(app, &issued.record, &issued.pem, o.as_deref())?;
+        }
+        CertCmd::Renew { serial, out: o } => {
+            let issued = app.ca.renew(&serial.parse()?, &app.actor).await?;
+            emit_issued(app, &issued.record, &issued.pem, o.as_deref())?;
+        }
+        CertCmd::Rekey { serial, csr, overlap_days, out: o } => {
+            let csr = read_file(&csr, "CSR")?;
+            let r = app.ca.rekey(&serial.parse()?, &csr, overlap_days.map(|d| Duration::days(d.into())), &app.actor).await?;
+            if app.json {
+                let mut v = cert_json(&r.issued.record);
+                v["old_serial"] = json!(r.old);
+                v["old_revoked_at"] = json!(fmt_time(r.old_revoked_at));
+                println!("{}", serde_json::to_string_pretty(&v)?);
+                if let Some(p) = o { std::fs::write(&p, &r.issued.pem)?; }
+            } else {
+                emit_issued(app, &r.issued.record, &r.issued.pem, o.as_deref())?;
+                eprintln!("old certificate {} is revoked as superseded at {}", r.old, fmt_time(r.old_revoked_at));
+            }
+        }
+        CertCmd::Revoke { serial, reason, invalidity_date } => {
+            let serial: CertSerial = serial.parse()?;
+            let reason: RevocationReason = reason.parse()?;
+            let inv = invalidity_date.map(|d| OffsetDateTime::parse(&d, &Rfc3339).with_context(|| format!("invalidity date {d:?} is not RFC 3339"))).transpose()?;
+            let rec = app.ca.revoke(&serial, reason, inv, &app.actor).await?;
+            out(app, cert_json(&rec), || format!("revoked {} ({reason})", rec.serial));
+        }
+        CertCmd::List { device, issuer, revoked } => {
+            let f = CertFilter {
+                device: device.as_deref().map(parse_device).transpose()?,
+                issuer: issuer.as_deref().map(Name::parse).transpose()?,
+                revoked,
+                ..CertFilter::default()
+            };
+            let certs = app.ca.list_certs(&f).await?;
+            out(app, json!(certs.iter().map(cert_json).collect::<Vec<_>>()), || certs.iter().map(cert_line).collect::<Vec<_>>().join("\n"));
+        }
+        CertCmd::Show { serial, pem } => {
+            let c = app.ca.get_cert(&serial.parse()?).await?;
+            if pem {
+                print!("{}", medsec_ca::pem_encode_cert(&c.der));
+            } else {
+                out(app, cert_json(&c), || serde_json::to_string_pretty(&cert_json(&c)).unwrap_or_default());
+            }
+        }
+        CertCmd::Expiring { days } => {
+            let certs = app.ca.expiring_within(days).await?;
+            out(app, json!(certs.iter().map(cert_json).collect::<Vec<_>>()), || certs.iter().map(cert_line).collect::<Vec<_>>().join("\n"));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn emit_issued(app: &App, rec: &CertRecord, pem: &str, path: Option<&Path>) -> Result<()> {
+    if app.json {
+        let mut v = cert_json(rec);
+        if path.is_none() {
+            v["pem"] = json!(pem);
+        }
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        if let Some(p) = path {
+            std::fs::write(p, pem).with_context(|| format!("writing {}", p.display()))?;
+        }
+        return Ok(());
+    }
+    write_or_print(path, pem)?;
+    eprintln!("issued {} for {} (valid until {})", rec.serial, rec.device, fmt_time(rec.not_after));
+    Ok(())
+}
+
+async fn device_cmd(app: &App, c: DeviceCmd) -> Result<ExitCode> {
+    let dj = |d: &medsec_ca::DeviceRecord| json!({"device": d.id.urn(), "status": d.status, "created_at": fmt_time(d.created_at), "retired_at": d.retired_at.map(fmt_time)});
+    match c {
+        DeviceCmd::List => {
+            let ds = app.ca.list_devices().await?;
+            out(app, json!(ds.iter().map(dj).collect::<Vec<_>>()), || ds.iter().map(|d| format!("{:<48} {}", d.id.urn(), d.status.as_str())).collect::<Vec<_>>().join("\n"));
+        }
+        DeviceCmd::Show { device } => {
+            let id = parse_device(&device)?;
+            let d = app.ca.get_device(&id).await?;
+            let certs = app.ca.list_certs(&CertFilter { device: Some(id), ..CertFilter::default() }).await?;
+            let mut v = dj(&d);
+            v["certificates"] = json!(certs.iter().map(cert_json).collect::<Vec<_>>());
+            out(app, v.clone(), || serde_json::to_string_pretty(&v).unwrap_or_default());
+        }
+        DeviceCmd::Retire { device } => {
+            let id = parse_device(&device)?;
+            let revoked = app.ca.retire(&id, &app.actor).await?;
+            out(app, json!({"device": id.urn(), "revoked": revoked}), || format!("retired {id}; revoked {} certificate(s)", revoked.len()));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn crl_cmd(app: &App, c: CrlCmd) -> Result<ExitCode> {
+    app.ca.process_due_supersessions(&app.actor).await?;
+    let CrlCmd::Generate { ca, out: o, pem } = c;
+    let names: Vec<Name> = match &ca {
+        Some(n) => vec![Name::parse(n)?],
+        None => app.ca.list_cas().await?.into_iter().filter(|c| c.key_ref.is_some()).map(|c| c.name).collect(),
+    };
+    let mut summary = Vec::new();
+    for name in &names {
+        let crl = app.ca.generate_crl(name, &app.actor).await?;
+        let bytes = if pem {
+            pem::encode_config(&pem::Pem::new("X509 CRL", crl.der.clone()), pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF)).into_bytes()
+        } else {
+            crl.der.clone()
+        };
+        let path = match (&o, ca.is_some()) {
+            (Some(p), true) => Some(p.clone()),
+            (Some(dir), false) => {
+                std::fs::create_dir_all(dir)?;
+                Some(dir.join(format!("{name}.{}", if pem { "pem" } else { "crl" })))
+            }
+            (None, _) => None,
+        };
+        match &path {
+            Some(p) => std::fs::write(p, &bytes).with_context(|| format!("writing {}", p.display()))?,
+            None if !app.json => std::io::stdout().write_all(&bytes)?,
+            None => {}
+        }
+        summary.push(json!({"ca": name, "number": crl.number, "this_update": fmt_time(crl.this_update), "next_update": fmt_time(crl.next_update), "path": path}));
+    }
+    if app.json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else if o.is_some() {
+        for s in &summary {
+            eprintln!("CRL #{} for {} written to {}", s["number"], s["ca"].as_str().unwrap_or(""), s["path"].as_str().unwrap_or(""));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn ocsp_cmd(app: &App, c: OcspCmd) -> Result<ExitCode> {
+    let OcspCmd::Respond { request, out: o } = c;
+    let req = read_file(&request, "OCSP request")?;
+    let resp = app.ca.ocsp_respond(&req).await;
+    std::fs::write(&o, resp).with_context(|| format!("writing {}", o.display()))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn audit_cmd(app: &App, c: AuditCmd) -> Result<ExitCode> {
+    match c {
+        AuditCmd::Verify => match medsec_store::verify_audit(&app.store).await? {
+            Ok(n) => {
+                out(app, json!({"ok": true, "entries": n}), || format!("audit log intact: {n} entries"));
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(b) => {
+                out(app, json!({"ok": false, "seq": b.seq, "reason": b.reason}), String::new);
+                eprintln!("audit log BROKEN at {b}");
+                Ok(ExitCode::from(EXIT_AUDIT_BROKEN))
+            }
+        },
+        AuditCmd::List { after, limit } => {
+            let page = app.store.audit_page(after, limit.min(10_000)).await?;
+            out(app, json!(page), || page.iter().map(|e| format!("#{:<6} {} {:<20} {:<18} {} {}", e.seq, fmt_time(e.at()), e.actor, e.action, e.subject, e.details)).collect::<Vec<_>>().join("\n"));
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

@@ -82,7 +82,8 @@ impl std::fmt::Debug for SqliteStore {
 }
 
 /// Most issuances one transaction carries.
-const MAX_BATCH: usize = 512;
+/// Bounded by SQLite's 32766 bound parameters per statement: 14 per certificate row.
+const MAX_BATCH: usize = 256;
 
 impl SqliteStore {
     /// Opens (creating if needed) the database file and applies pending migrations.
@@ -98,7 +99,7 @@ impl SqliteStore {
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
         let pool = SqlitePoolOptions::new()
-            .max_connections(4)
+            .max_connections(8)
             .connect_with(opts)
             .await
             .map_err(|e| StoreError::Backend(format!("open {}: {e}", path.display())))?;
@@ -135,170 +136,226 @@ async fn writer_loop(mut conn: SqliteConnection, mut rx: mpsc::Receiver<(Issuanc
     }
 }
 
-/// One transaction, one savepoint per issuance. Returns each issuance's outcome; if the final
-/// COMMIT fails, every issuance in the batch fails.
-async fn commit_batch(
-    conn: &mut SqliteConnection,
-    batch: &[(Issuance, Reply)],
-) -> Vec<Result<(), StoreError>> {
-    let fail_all = |e: StoreError| batch.iter().map(|_| Err(clone_err(&e))).collect::<Vec<_>>();
-    if let Err(e) = sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await {
-        return fail_all(be(e));
+/// Commits a batch in one transaction (one fsync). If any issuance in it is refused, the whole
+/// transaction is rolled back and each issuance is retried in a transaction of its own, so a
+/// refusal never takes its neighbours down with it and never leaves a partial record.
+async fn commit_batch(conn: &mut SqliteConnection, batch: &[(Issuance, Reply)]) -> Vec<Result<(), StoreError>> {
+    let all: Vec<&Issuance> = batch.iter().map(|(i, _)| i).collect();
+    if all.len() > 1 && commit_group(conn, &all).await.is_ok() {
+        return batch.iter().map(|_| Ok(())).collect();
     }
     let mut out = Vec::with_capacity(batch.len());
-    for (iss, _) in batch {
-        if let Err(e) = sqlx::query("SAVEPOINT issuance").execute(&mut *conn).await {
-            let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
-            return fail_all(be(e));
-        }
-        let r = insert_issuance(conn, iss).await;
-        let end = if r.is_ok() {
-            "RELEASE issuance"
-        } else {
-            "ROLLBACK TO issuance; RELEASE issuance"
-        };
-        if let Err(e) = sqlx::raw_sql(end).execute(&mut *conn).await {
-            let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
-            return fail_all(be(e));
-        }
-        out.push(r);
-    }
-    if let Err(e) = sqlx::query("COMMIT").execute(&mut *conn).await {
-        let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
-        return fail_all(be(e));
+    for iss in all {
+        out.push(commit_group(conn, &[iss]).await);
     }
     out
 }
 
-fn clone_err(e: &StoreError) -> StoreError {
-    match e {
-        StoreError::Conflict(m) => StoreError::Conflict(m.clone()),
-        StoreError::NotFound(m) => StoreError::NotFound(m.clone()),
-        StoreError::Refused(m) => StoreError::Refused(m.clone()),
-        StoreError::Corrupt(m) => StoreError::Corrupt(m.clone()),
-        other => StoreError::Backend(other.to_string()),
+async fn commit_group(conn: &mut SqliteConnection, items: &[&Issuance]) -> Result<(), StoreError> {
+    sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await.map_err(be)?;
+    match insert_issuances(conn, items).await {
+        Ok(()) => match sqlx::query("COMMIT").execute(&mut *conn).await {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+                Err(be(e))
+            }
+        },
+        Err(e) => {
+            let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+            Err(e)
+        }
     }
 }
 
-async fn insert_issuance(conn: &mut SqliteConnection, iss: &Issuance) -> Result<(), StoreError> {
-    let c = &iss.cert;
-    let status: Option<String> =
-        sqlx::query_scalar("SELECT status FROM devices WHERE model = ? AND serial = ?")
+/// `(?, ?, ...), (?, ?, ...)` for `rows` rows of `cols` parameters.
+fn placeholders(rows: usize, cols: usize) -> String {
+    let row = format!("({})", vec!["?"; cols].join(", "));
+    vec![row; rows].join(", ")
+}
+
+/// Writes a group of issuances with a handful of multi-row statements: each statement costs a
+/// round trip to SQLite's worker thread, and per-row statements made that the bottleneck.
+async fn insert_issuances(conn: &mut SqliteConnection, items: &[&Issuance]) -> Result<(), StoreError> {
+    let mut chain = Chain::read(conn).await?;
+
+    // Devices seen for the first time are created active; RETURNING tells which were new.
+    let sql = format!(
+        "INSERT INTO devices (model, serial, status, created_at) VALUES {} ON CONFLICT DO NOTHING RETURNING model, serial",
+        placeholders(items.len(), 3).replace("?, ?, ?)", "?, ?, 'active', ?)")
+    );
+    let mut q = sqlx::query_as::<_, (String, String)>(sqlx::AssertSqlSafe(sql));
+    for iss in items {
+        let c = &iss.cert;
+        q = q.bind(c.device.model.as_str()).bind(c.device.serial.as_str()).bind(ts(c.issued_at));
+    }
+    let created: std::collections::HashSet<(String, String)> = q.fetch_all(&mut *conn).await.map_err(be)?.into_iter().collect();
+
+    // Devices that existed already must still be active.
+    let existing: Vec<&&Issuance> = items
+        .iter()
+        .filter(|i| !created.contains(&(i.cert.device.model.to_string(), i.cert.device.serial.to_string())))
+        .collect();
+    if !existing.is_empty() {
+        let sql = format!(
+            "SELECT model, serial FROM devices WHERE status <> 'active' AND (model, serial) IN (VALUES {})",
+            placeholders(existing.len(), 2)
+        );
+        let mut q = sqlx::query_as::<_, (String, String)>(sqlx::AssertSqlSafe(sql));
+        for iss in &existing {
+            q = q.bind(iss.cert.device.model.as_str()).bind(iss.cert.device.serial.as_str());
+        }
+        if let Some((m, s)) = q.fetch_optional(&mut *conn).await.map_err(be)? {
+            return Err(StoreError::Refused(format!("device urn:medsec:device:{m}:{s} is retired")));
+        }
+    }
+
+    // Certificates; a duplicate serial fails the statement and so the group.
+    let sql = format!(
+        "INSERT INTO certs (serial, issuer, device_model, device_serial, profile, kind, subject, key_algorithm,
+            spki_sha256, not_before, not_after, issued_at, replaces, der) VALUES {}",
+        placeholders(items.len(), 14)
+    );
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for iss in items {
+        let c = &iss.cert;
+        q = q
+            .bind(c.serial.to_hex())
+            .bind(c.issuer.as_str())
             .bind(c.device.model.as_str())
             .bind(c.device.serial.as_str())
-            .fetch_optional(&mut *conn)
-            .await
-            .map_err(be)?;
-    match status.as_deref() {
-        Some("retired") => {
-            return Err(StoreError::Refused(format!(
-                "device {} is retired",
-                c.device
-            )));
+            .bind(c.profile.as_str())
+            .bind(c.kind.as_str())
+            .bind(&c.subject)
+            .bind(c.key_algorithm.as_str())
+            .bind(&c.spki_sha256)
+            .bind(ts(c.not_before))
+            .bind(ts(c.not_after))
+            .bind(ts(c.issued_at))
+            .bind(c.replaces.as_ref().map(|s| s.to_hex()))
+            .bind(&c.der);
+    }
+    q.execute(&mut *conn).await.map_err(|e| match be(e) {
+        StoreError::Conflict(_) if items.len() == 1 => {
+            StoreError::Conflict(format!("certificate serial {} already exists", items[0].cert.serial))
         }
-        Some(_) => {}
-        None => {
-            sqlx::query("INSERT INTO devices (model, serial, status, created_at) VALUES (?, ?, 'active', ?)")
-                .bind(c.device.model.as_str())
-                .bind(c.device.serial.as_str())
-                .bind(ts(c.issued_at))
+        StoreError::Conflict(m) => StoreError::Conflict(format!("certificate serial: {m}")),
+        other => other,
+    })?;
+
+    for iss in items {
+        if let Some((old, at)) = &iss.supersede {
+            let n = sqlx::query("UPDATE certs SET revoke_after = ? WHERE serial = ? AND revoked_at IS NULL")
+                .bind(ts(*at))
+                .bind(old.to_hex())
                 .execute(&mut *conn)
                 .await
-                .map_err(be)?;
+                .map_err(be)?
+                .rows_affected();
+            if n != 1 {
+                return Err(StoreError::Refused(format!("certificate {old} is revoked or missing; cannot supersede it")));
+            }
+        }
+    }
+
+    // Audit entries, in issuance order, chained and written in one statement.
+    let mut entries = Vec::with_capacity(items.len() * 2);
+    let mut registered = std::collections::HashSet::new();
+    for iss in items {
+        let c = &iss.cert;
+        let key = (c.device.model.to_string(), c.device.serial.to_string());
+        if created.contains(&key) && registered.insert(key) {
             let reg = AuditRecord::new(
-                &iss.audit
-                    .first()
-                    .map(|a| a.actor.clone())
-                    .unwrap_or_else(medsec_core::Actor::system),
+                &iss.audit.first().map(|a| a.actor.clone()).unwrap_or_else(medsec_core::Actor::system),
                 medsec_core::AuditAction::DeviceRegistered,
                 c.device.urn(),
                 serde_json::json!({"profile": c.profile}),
             );
-            append_audit(conn, &reg).await?;
+            entries.push(chain.next(&reg));
+        }
+        for a in &iss.audit {
+            entries.push(chain.next(a));
         }
     }
-    sqlx::query(
-        "INSERT INTO certs (serial, issuer, device_model, device_serial, profile, kind, subject, key_algorithm,
-            spki_sha256, not_before, not_after, issued_at, replaces, der)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(c.serial.to_hex())
-    .bind(c.issuer.as_str())
-    .bind(c.device.model.as_str())
-    .bind(c.device.serial.as_str())
-    .bind(c.profile.as_str())
-    .bind(c.kind.as_str())
-    .bind(&c.subject)
-    .bind(c.key_algorithm.as_str())
-    .bind(&c.spki_sha256)
-    .bind(ts(c.not_before))
-    .bind(ts(c.not_after))
-    .bind(ts(c.issued_at))
-    .bind(c.replaces.as_ref().map(|s| s.to_hex()))
-    .bind(&c.der)
-    .execute(&mut *conn)
-    .await
-    .map_err(|e| match be(e) {
-        StoreError::Conflict(_) => StoreError::Conflict(format!("certificate serial {} already exists", c.serial)),
-        other => other,
-    })?;
-    if let Some((old, at)) = &iss.supersede {
-        let n = sqlx::query(
-            "UPDATE certs SET revoke_after = ? WHERE serial = ? AND revoked_at IS NULL",
-        )
-        .bind(ts(*at))
-        .bind(old.to_hex())
-        .execute(&mut *conn)
-        .await
-        .map_err(be)?
-        .rows_affected();
-        if n != 1 {
-            return Err(StoreError::Refused(format!(
-                "certificate {old} is revoked or missing; cannot supersede it"
-            )));
-        }
-    }
-    for a in &iss.audit {
-        append_audit(conn, a).await?;
-    }
-    Ok(())
+    Chain::insert(conn, &entries).await?;
+    chain.save(conn).await
 }
 
-/// Appends one audit entry chained to the current head. Must run inside the caller's
-/// transaction, which holds SQLite's write lock, so the head cannot move underneath.
-async fn append_audit(conn: &mut SqliteConnection, rec: &AuditRecord) -> Result<(), StoreError> {
-    let head: Option<(i64, String)> =
-        sqlx::query_as("SELECT seq, hash FROM audit_head WHERE id = 1")
+/// The audit chain's head while a transaction appends to it. Read once per transaction, which
+/// holds SQLite's write lock, so the head cannot move underneath; saved once at the end.
+struct Chain {
+    head: Option<(i64, String)>,
+}
+
+impl Chain {
+    async fn read(conn: &mut SqliteConnection) -> Result<Chain, StoreError> {
+        let head = sqlx::query_as("SELECT seq, hash FROM audit_head WHERE id = 1")
             .fetch_optional(&mut *conn)
             .await
             .map_err(be)?;
-    let e = AuditEntry::chain(
-        head.as_ref().map(|(s, h)| (s, h.as_str())),
-        OffsetDateTime::now_utc(),
-        rec,
-    );
-    sqlx::query(
-        "INSERT INTO audit_log (seq, at_micros, actor, action, subject, details, prev_hash, hash)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(e.seq)
-    .bind(e.at_micros)
-    .bind(&e.actor)
-    .bind(&e.action)
-    .bind(&e.subject)
-    .bind(&e.details)
-    .bind(&e.prev_hash)
-    .bind(&e.hash)
-    .execute(&mut *conn)
-    .await
-    .map_err(be)?;
-    sqlx::query("INSERT INTO audit_head (id, seq, hash) VALUES (1, ?, ?) ON CONFLICT(id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash")
-        .bind(e.seq)
-        .bind(&e.hash)
+        Ok(Chain { head })
+    }
+
+    /// Chains the next entry (not yet written).
+    fn next(&mut self, rec: &AuditRecord) -> AuditEntry {
+        let e = AuditEntry::chain(
+            self.head.as_ref().map(|(s, h)| (s, h.as_str())),
+            OffsetDateTime::now_utc(),
+            rec,
+        );
+        self.head = Some((e.seq, e.hash.clone()));
+        e
+    }
+
+    async fn insert(conn: &mut SqliteConnection, entries: &[AuditEntry]) -> Result<(), StoreError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let sql = format!(
+            "INSERT INTO audit_log (seq, at_micros, actor, action, subject, details, prev_hash, hash) VALUES {}",
+            placeholders(entries.len(), 8)
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for e in entries {
+            q = q
+                .bind(e.seq)
+                .bind(e.at_micros)
+                .bind(&e.actor)
+                .bind(&e.action)
+                .bind(&e.subject)
+                .bind(&e.details)
+                .bind(&e.prev_hash)
+                .bind(&e.hash);
+        }
+        q.execute(&mut *conn).await.map_err(be)?;
+        Ok(())
+    }
+
+    async fn append(&mut self, conn: &mut SqliteConnection, rec: &AuditRecord) -> Result<(), StoreError> {
+        let e = self.next(rec);
+        Chain::insert(conn, std::slice::from_ref(&e)).await
+    }
+
+    async fn save(&self, conn: &mut SqliteConnection) -> Result<(), StoreError> {
+        let Some((seq, hash)) = &self.head else { return Ok(()) };
+        sqlx::query(
+            "INSERT INTO audit_head (id, seq, hash) VALUES (1, ?, ?)
+             ON CONFLICT(id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
+        )
+        .bind(seq)
+        .bind(hash)
         .execute(&mut *conn)
         .await
         .map_err(be)?;
-    Ok(())
+        Ok(())
+    }
+}
+
+/// Appends one audit entry inside the caller's transaction.
+async fn append_audit(conn: &mut SqliteConnection, rec: &AuditRecord) -> Result<(), StoreError> {
+    let mut chain = Chain::read(conn).await?;
+    chain.append(conn, rec).await?;
+    chain.save(conn).await
 }
 
 fn parse<T: FromStr>(what: &str, s: &str) -> Result<T, StoreError>

@@ -1,0 +1,289 @@
+//! Command-line grammar.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(name = "medsec", version, about = "Cybersecurity lifecycle for connected medical devices: device PKI and more")]
+pub struct Cli {
+    /// Data directory: database, encrypted keys, medsec.toml.
+    #[arg(long, global = true, env = "MEDSEC_DATA_DIR", default_value = "medsec-data")]
+    pub data_dir: PathBuf,
+    /// Config file (default: <data-dir>/medsec.toml if present).
+    #[arg(long, global = true, env = "MEDSEC_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// File holding the CA key passphrase (else MEDSEC_KEY_PASSPHRASE[_FILE]).
+    #[arg(long, global = true)]
+    pub passphrase_file: Option<PathBuf>,
+    /// Who is acting, for the audit log (default: cli:$USER).
+    #[arg(long, global = true, env = "MEDSEC_ACTOR")]
+    pub actor: Option<String>,
+    /// Machine-readable JSON output.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Certificate authorities: create, import, inspect.
+    #[command(subcommand)]
+    Ca(CaCmd),
+    /// Certificate profiles per device class.
+    #[command(subcommand)]
+    Profile(ProfileCmd),
+    /// Device certificates: issue, renew, rekey, revoke, query.
+    #[command(subcommand)]
+    Cert(CertCmd),
+    /// The device registry.
+    #[command(subcommand)]
+    Device(DeviceCmd),
+    /// Certificate revocation lists.
+    #[command(subcommand)]
+    Crl(CrlCmd),
+    /// OCSP responses (the server answers over HTTP; this answers from files).
+    #[command(subcommand)]
+    Ocsp(OcspCmd),
+    /// The hash-chained audit log.
+    #[command(subcommand)]
+    Audit(AuditCmd),
+    /// Benchmarks.
+    #[command(subcommand)]
+    Bench(BenchCmd),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CaCmd {
+    /// Create a root CA and an issuing CA (pathlen 0) under it.
+    Init(CaInitArgs),
+    /// Add another issuing CA under a root (e.g. one per product line).
+    AddIssuing {
+        #[arg(long)]
+        name: String,
+        #[arg(long, default_value = "root")]
+        parent: String,
+        /// Subject CN (default: "<organization> <name> Issuing CA").
+        #[arg(long)]
+        common_name: Option<String>,
+        #[arg(long)]
+        key_alg: Option<String>,
+        #[arg(long)]
+        validity_days: Option<u32>,
+    },
+    /// Import an existing root certificate, with its private key to sign here.
+    ImportRoot {
+        #[arg(long)]
+        name: String,
+        /// PEM or DER certificate.
+        #[arg(long)]
+        cert: PathBuf,
+        /// PKCS#8 private key (PEM or DER); it is sealed into the encrypted key store.
+        #[arg(long)]
+        key: Option<PathBuf>,
+    },
+    /// List CAs.
+    List,
+    /// Show one CA; --pem prints its certificate.
+    Show {
+        name: String,
+        #[arg(long)]
+        pem: bool,
+    },
+    /// Revoke an issuing CA (it goes onto its root's CRL).
+    Revoke {
+        name: String,
+        #[arg(long, default_value = "cACompromise")]
+        reason: String,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct CaInitArgs {
+    #[arg(long, default_value = "root")]
+    pub root_name: String,
+    #[arg(long, default_value = "issuing")]
+    pub issuing_name: String,
+    #[arg(long)]
+    pub root_common_name: Option<String>,
+    #[arg(long)]
+    pub issuing_common_name: Option<String>,
+    #[arg(long)]
+    pub organization: Option<String>,
+    #[arg(long)]
+    pub country: Option<String>,
+    /// ecdsa-p256 (default), ecdsa-p384 or ed25519.
+    #[arg(long)]
+    pub key_alg: Option<String>,
+    #[arg(long)]
+    pub root_validity_days: Option<u32>,
+    #[arg(long)]
+    pub issuing_validity_days: Option<u32>,
+    /// CRL URL template written into certificates; {ca} is the CA name.
+    #[arg(long)]
+    pub crl_url: Option<String>,
+    #[arg(long)]
+    pub ocsp_url: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ProfileCmd {
+    /// Create or update a profile.
+    Set(ProfileSetArgs),
+    /// Create or update a profile from a TOML file.
+    Import { file: PathBuf },
+    List,
+    Show { name: String },
+}
+
+#[derive(Args, Debug)]
+pub struct ProfileSetArgs {
+    #[arg(long)]
+    pub name: String,
+    /// Device model (class) the profile issues for.
+    #[arg(long)]
+    pub model: String,
+    #[arg(long, default_value = "issuing")]
+    pub issuer: String,
+    /// Comma-separated allowed key types.
+    #[arg(long, default_value = "ecdsa-p256", value_delimiter = ',')]
+    pub key_types: Vec<String>,
+    #[arg(long, default_value_t = 365)]
+    pub validity_days: u32,
+    #[arg(long)]
+    pub server_auth: bool,
+    #[arg(long)]
+    pub organization: Option<String>,
+    #[arg(long, default_value = "{model}-{serial}")]
+    pub cn_template: String,
+    #[arg(long, default_value_t = 7)]
+    pub rekey_overlap_days: u32,
+    /// Allow network enrollment without a bootstrap credential. Weakens device identity.
+    #[arg(long)]
+    pub danger_no_bootstrap: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CertCmd {
+    /// Issue a device certificate from a CSR.
+    Issue {
+        #[arg(long)]
+        profile: String,
+        #[arg(long)]
+        csr: PathBuf,
+        /// The device's serial number.
+        #[arg(long)]
+        device: String,
+        /// Write the certificate PEM here (default: stdout).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Write the issuing chain PEM here.
+        #[arg(long)]
+        chain_out: Option<PathBuf>,
+    },
+    /// Same key, new validity.
+    Renew {
+        serial: String,
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// New key from a new CSR; the old certificate is revoked (superseded) after the overlap.
+    Rekey {
+        serial: String,
+        #[arg(long)]
+        csr: PathBuf,
+        #[arg(long)]
+        overlap_days: Option<u32>,
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    Revoke {
+        serial: String,
+        /// RFC 5280 reason, e.g. keyCompromise, superseded, cessationOfOperation.
+        #[arg(long, default_value = "unspecified")]
+        reason: String,
+        /// When the key became unsafe (RFC 3339), for keyCompromise.
+        #[arg(long)]
+        invalidity_date: Option<String>,
+    },
+    List {
+        /// Device URN (urn:medsec:device:<model>:<serial>).
+        #[arg(long)]
+        device: Option<String>,
+        #[arg(long)]
+        issuer: Option<String>,
+        #[arg(long)]
+        revoked: Option<bool>,
+    },
+    Show {
+        serial: String,
+        #[arg(long)]
+        pem: bool,
+    },
+    /// Unrevoked certificates expiring within N days.
+    Expiring {
+        #[arg(long, default_value_t = 30)]
+        days: u32,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DeviceCmd {
+    List,
+    Show { device: String },
+    /// Retire a device: all its certificates are revoked and it can never enroll again.
+    Retire { device: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CrlCmd {
+    /// Generate the next CRL for one CA (or every CA holding a key).
+    Generate {
+        #[arg(long)]
+        ca: Option<String>,
+        /// Output file (one CA) or directory (all); DER unless --pem.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[arg(long)]
+        pem: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum OcspCmd {
+    /// Answer a DER OCSP request file with a DER response file.
+    Respond {
+        #[arg(long)]
+        request: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AuditCmd {
+    /// Verify the hash chain; exits 3 and names the first broken entry if any.
+    Verify,
+    List {
+        #[arg(long, default_value_t = 0)]
+        after: i64,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BenchCmd {
+    /// Certificates per second from CSR to durable row, on a fresh store.
+    Issue {
+        #[arg(long, default_value_t = 10000)]
+        count: usize,
+        /// Concurrent issuing tasks.
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+        /// Where the bench database goes (default: a temporary directory).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+}
