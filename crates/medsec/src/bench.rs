@@ -24,7 +24,11 @@ fn peak_rss_kib() -> Option<u64> {
 }
 
 pub async fn run(cmd: &BenchCmd) -> Result<()> {
-    let BenchCmd::Issue { count, concurrency, dir } = cmd;
+    let BenchCmd::Issue {
+        count,
+        concurrency,
+        dir,
+    } = cmd;
     let (count, concurrency) = (*count, (*concurrency).max(1));
     if count == 0 {
         bail!("--count must be at least 1");
@@ -32,12 +36,25 @@ pub async fn run(cmd: &BenchCmd) -> Result<()> {
     let tmp = tempfile::tempdir().context("creating a temporary directory")?;
     let dir = dir.clone().unwrap_or_else(|| tmp.path().join("data"));
     if dir.join("medsec.db").exists() {
-        bail!("{} already holds a database; the benchmark needs a fresh one", dir.display());
+        bail!(
+            "{} already holds a database; the benchmark needs a fresh one",
+            dir.display()
+        );
     }
     std::fs::create_dir_all(&dir)?;
     let pass = tmp.path().join("passphrase");
     std::fs::write(&pass, "benchmark passphrase, not a secret")?;
-    let app = Arc::new(crate::open_app(&dir, None, Some(pass), Some("bench"), false, Synchronous::Full).await?);
+    let app = Arc::new(
+        crate::open_app(
+            &dir,
+            None,
+            Some(pass),
+            Some("bench"),
+            false,
+            Synchronous::Full,
+        )
+        .await?,
+    );
     let spec = CaInitSpec {
         root_name: Name::parse("root")?,
         root_common_name: "Bench Root CA".into(),
@@ -95,11 +112,14 @@ pub async fn run(cmd: &BenchCmd) -> Result<()> {
         t.await??;
     }
     let elapsed = start.elapsed();
-    let (rows, distinct): (i64, i64) = sqlx::query_as("SELECT COUNT(*), COUNT(DISTINCT serial) FROM certs")
-        .fetch_one(app.store.pool())
-        .await?;
+    let (rows, distinct): (i64, i64) =
+        sqlx::query_as("SELECT COUNT(*), COUNT(DISTINCT serial) FROM certs")
+            .fetch_one(app.store.pool())
+            .await?;
     if rows as usize != count || distinct != rows {
-        bail!("expected {count} stored certificates with distinct serials, found {rows} rows / {distinct} distinct");
+        bail!(
+            "expected {count} stored certificates with distinct serials, found {rows} rows / {distinct} distinct"
+        );
     }
     let rate = count as f64 / elapsed.as_secs_f64();
     println!("| metric | value |");
@@ -110,14 +130,19 @@ pub async fn run(cmd: &BenchCmd) -> Result<()> {
     println!("| throughput | {rate:.0} certs/s |");
     println!("| stored rows / distinct serials | {rows} / {distinct} |");
     if let Some(kib) = peak_rss_kib() {
-        println!("| peak RSS (whole process, incl. pre-generated CSRs) | {:.1} MiB |", kib as f64 / 1024.0);
+        println!(
+            "| peak RSS (whole process, incl. pre-generated CSRs) | {:.1} MiB |",
+            kib as f64 / 1024.0
+        );
     }
     println!("| SQLite synchronous | FULL (WAL), group commit |");
     Ok(())
 }
 
 fn make_csrs(count: usize) -> Result<Vec<Vec<u8>>> {
-    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2);
     let per = count.div_ceil(threads);
     let handles: Vec<_> = (0..threads)
         .map(|t| {

@@ -5,10 +5,19 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser, Debug)]
-#[command(name = "medsec", version, about = "Cybersecurity lifecycle for connected medical devices: device PKI and more")]
+#[command(
+    name = "medsec",
+    version,
+    about = "Cybersecurity lifecycle for connected medical devices: device PKI and more"
+)]
 pub struct Cli {
     /// Data directory: database, encrypted keys, medsec.toml.
-    #[arg(long, global = true, env = "MEDSEC_DATA_DIR", default_value = "medsec-data")]
+    #[arg(
+        long,
+        global = true,
+        env = "MEDSEC_DATA_DIR",
+        default_value = "medsec-data"
+    )]
     pub data_dir: PathBuf,
     /// Config file (default: <data-dir>/medsec.toml if present).
     #[arg(long, global = true, env = "MEDSEC_CONFIG")]
@@ -132,9 +141,13 @@ pub enum ProfileCmd {
     /// Create or update a profile.
     Set(ProfileSetArgs),
     /// Create or update a profile from a TOML file.
-    Import { file: PathBuf },
+    Import {
+        file: PathBuf,
+    },
     List,
-    Show { name: String },
+    Show {
+        name: String,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -231,9 +244,13 @@ pub enum CertCmd {
 #[derive(Subcommand, Debug)]
 pub enum DeviceCmd {
     List,
-    Show { device: String },
+    Show {
+        device: String,
+    },
     /// Retire a device: all its certificates are revoked and it can never enroll again.
-    Retire { device: String },
+    Retire {
+        device: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]

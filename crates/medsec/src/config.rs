@@ -73,12 +73,20 @@ impl Config {
         };
         let text = match std::fs::read_to_string(&p) {
             Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => return Ok(Config::default()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => {
+                return Ok(Config::default());
+            }
             Err(e) => return Err(e).with_context(|| format!("reading config {}", p.display())),
         };
-        let cfg: Config = toml::from_str(&text).with_context(|| format!("parsing config {}", p.display()))?;
-        if cfg.keys.backend == KeyBackend::Pkcs11 && (cfg.keys.pkcs11_module.is_none() || cfg.keys.pkcs11_token.is_none()) {
-            bail!("config {}: keys.backend = \"pkcs11\" needs keys.pkcs11_module and keys.pkcs11_token", p.display());
+        let cfg: Config =
+            toml::from_str(&text).with_context(|| format!("parsing config {}", p.display()))?;
+        if cfg.keys.backend == KeyBackend::Pkcs11
+            && (cfg.keys.pkcs11_module.is_none() || cfg.keys.pkcs11_token.is_none())
+        {
+            bail!(
+                "config {}: keys.backend = \"pkcs11\" needs keys.pkcs11_module and keys.pkcs11_token",
+                p.display()
+            );
         }
         Ok(cfg)
     }

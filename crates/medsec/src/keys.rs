@@ -6,8 +6,8 @@ use std::sync::OnceLock;
 
 use medsec_core::KeyAlgorithm;
 use medsec_keys::{
-    EncryptedFileKeySource, KeyError, KeyRef, KeySource, Passphrase, Pkcs11Config,
-    Pkcs11KeySource, Signer,
+    EncryptedFileKeySource, KeyError, KeyRef, KeySource, Passphrase, Pkcs11Config, Pkcs11KeySource,
+    Signer,
 };
 use zeroize::Zeroizing;
 
@@ -73,8 +73,14 @@ impl Keys {
             op: "configure",
             reason: format!("keys.{what} is not set in medsec.toml"),
         };
-        let module = self.pkcs11_module.clone().ok_or_else(|| missing("pkcs11_module"))?;
-        let token_label = self.pkcs11_token.clone().ok_or_else(|| missing("pkcs11_token"))?;
+        let module = self
+            .pkcs11_module
+            .clone()
+            .ok_or_else(|| missing("pkcs11_module"))?;
+        let token_label = self
+            .pkcs11_token
+            .clone()
+            .ok_or_else(|| missing("pkcs11_token"))?;
         let pin = match &self.pkcs11_pin_file {
             Some(f) => std::fs::read_to_string(f)
                 .map(|s| s.lines().next().unwrap_or("").to_owned())

@@ -13,7 +13,9 @@ use std::sync::Arc;
 use anyhow::{Context, Result, anyhow, bail};
 use clap::Parser;
 use medsec_ca::{Ca, CaInitSpec, CaRecord, CaUrls, CertFilter, CertRecord, CertStatus, Profile};
-use medsec_core::{Actor, CertSerial, DeviceId, DeviceModel, DeviceSerial, KeyAlgorithm, Name, RevocationReason};
+use medsec_core::{
+    Actor, CertSerial, DeviceId, DeviceModel, DeviceSerial, KeyAlgorithm, Name, RevocationReason,
+};
 use medsec_store::{AuditLog, SqliteStore, Synchronous};
 use serde_json::json;
 use time::format_description::well_known::Rfc3339;
@@ -35,7 +37,10 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -71,7 +76,14 @@ fn create_private_dir(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-pub async fn open_app(data_dir: &Path, config: Option<&Path>, passphrase_file: Option<PathBuf>, actor: Option<&str>, json: bool, sync: Synchronous) -> Result<App> {
+pub async fn open_app(
+    data_dir: &Path,
+    config: Option<&Path>,
+    passphrase_file: Option<PathBuf>,
+    actor: Option<&str>,
+    json: bool,
+    sync: Synchronous,
+) -> Result<App> {
     create_private_dir(data_dir)?;
     let cfg = Config::load(data_dir, config)?;
     let store = SqliteStore::open(&data_dir.join("medsec.db"), sync)
@@ -80,17 +92,35 @@ pub async fn open_app(data_dir: &Path, config: Option<&Path>, passphrase_file: O
     let keys = Arc::new(Keys::new(data_dir.join("keys"), passphrase_file, &cfg.keys));
     let actor = match actor {
         Some(a) => Actor::parse(a)?,
-        None => Actor::parse(&format!("cli:{}", std::env::var("USER").unwrap_or_else(|_| "unknown".into())))?,
+        None => Actor::parse(&format!(
+            "cli:{}",
+            std::env::var("USER").unwrap_or_else(|_| "unknown".into())
+        ))?,
     };
     let ca = Ca::new(store.clone(), keys.clone());
-    Ok(App { ca, store, keys, actor, cfg, json })
+    Ok(App {
+        ca,
+        store,
+        keys,
+        actor,
+        cfg,
+        json,
+    })
 }
 
 async fn run(cli: Cli) -> Result<ExitCode> {
     if let Command::Bench(b) = &cli.command {
         return bench::run(b).await.map(|_| ExitCode::SUCCESS);
     }
-    let app = open_app(&cli.data_dir, cli.config.as_deref(), cli.passphrase_file.clone(), cli.actor.as_deref(), cli.json, Synchronous::Full).await?;
+    let app = open_app(
+        &cli.data_dir,
+        cli.config.as_deref(),
+        cli.passphrase_file.clone(),
+        cli.actor.as_deref(),
+        cli.json,
+        Synchronous::Full,
+    )
+    .await?;
     match cli.command {
         Command::Ca(c) => ca_cmd(&app, c).await,
         Command::Profile(c) => profile_cmd(&app, c).await,
@@ -109,7 +139,10 @@ fn unreachable_bench() -> Result<ExitCode> {
 
 fn out(app: &App, value: serde_json::Value, human: impl FnOnce() -> String) {
     if app.json {
-        println!("{}", serde_json::to_string_pretty(&value).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&value).unwrap_or_default()
+        );
     } else {
         let s = human();
         if !s.is_empty() {
@@ -129,7 +162,8 @@ fn write_or_print(path: Option<&Path>, data: &str) -> Result<()> {
 }
 
 fn read_file(path: &Path, what: &str) -> Result<Vec<u8>> {
-    let meta = std::fs::metadata(path).with_context(|| format!("reading {what} {}", path.display()))?;
+    let meta =
+        std::fs::metadata(path).with_context(|| format!("reading {what} {}", path.display()))?;
     if meta.len() > 1024 * 1024 {
         bail!("{what} {} is larger than 1 MiB", path.display());
     }
@@ -159,7 +193,10 @@ async fn ca_cmd(app: &App, c: CaCmd) -> Result<ExitCode> {
     let pki = &app.cfg.pki;
     match c {
         CaCmd::Init(a) => {
-            let org = a.organization.clone().unwrap_or_else(|| pki.organization.clone());
+            let org = a
+                .organization
+                .clone()
+                .unwrap_or_else(|| pki.organization.clone());
             let alg: KeyAlgorithm = a.key_alg.as_deref().unwrap_or(&pki.key_algorithm).parse()?;
             let u = CaUrls {
                 crl_url_template: a.crl_url.clone().or_else(|| pki.crl_url.clone()),
@@ -167,9 +204,15 @@ async fn ca_cmd(app: &App, c: CaCmd) -> Result<ExitCode> {
             };
             let spec = CaInitSpec {
                 root_name: Name::parse(&a.root_name)?,
-                root_common_name: a.root_common_name.clone().unwrap_or_else(|| format!("{org} Device Root CA")),
+                root_common_name: a
+                    .root_common_name
+                    .clone()
+                    .unwrap_or_else(|| format!("{org} Device Root CA")),
                 issuing_name: Name::parse(&a.issuing_name)?,
-                issuing_common_name: a.issuing_common_name.clone().unwrap_or_else(|| format!("{org} Device Issuing CA")),
+                issuing_common_name: a
+                    .issuing_common_name
+                    .clone()
+                    .unwrap_or_else(|| format!("{org} Device Issuing CA")),
                 organization: org,
                 country: a.country.clone().or_else(|| pki.country.clone()),
                 key_algorithm: alg,
@@ -180,19 +223,50 @@ async fn ca_cmd(app: &App, c: CaCmd) -> Result<ExitCode> {
                 urls: u,
             };
             let (root, issuing) = app.ca.init(&spec, &app.actor).await?;
-            out(app, json!({"root": ca_json(&root), "issuing": ca_json(&issuing)}), || {
-                format!("created root CA {} ({}) and issuing CA {} under it; keys: {}, {}",
-                    root.name, root.key_algorithm, issuing.name,
-                    root.key_ref.as_deref().unwrap_or("-"), issuing.key_ref.as_deref().unwrap_or("-"))
-            });
+            out(
+                app,
+                json!({"root": ca_json(&root), "issuing": ca_json(&issuing)}),
+                || {
+                    format!(
+                        "created root CA {} ({}) and issuing CA {} under it; keys: {}, {}",
+                        root.name,
+                        root.key_algorithm,
+                        issuing.name,
+                        root.key_ref.as_deref().unwrap_or("-"),
+                        issuing.key_ref.as_deref().unwrap_or("-")
+                    )
+                },
+            );
         }
-        CaCmd::AddIssuing { name, parent, common_name, key_alg, validity_days } => {
+        CaCmd::AddIssuing {
+            name,
+            parent,
+            common_name,
+            key_alg,
+            validity_days,
+        } => {
             let name = Name::parse(&name)?;
             let alg: KeyAlgorithm = key_alg.as_deref().unwrap_or(&pki.key_algorithm).parse()?;
-            let cn = common_name.unwrap_or_else(|| format!("{} {} Issuing CA", pki.organization, name));
-            let rec = app.ca.add_issuing(&name, &cn, &pki.organization, pki.country.as_deref(), &Name::parse(&parent)?, alg,
-                validity_days.unwrap_or(pki.issuing_validity_days), Duration::hours(pki.issuing_crl_hours.into()), &urls(app), &app.actor).await?;
-            out(app, ca_json(&rec), || format!("created issuing CA {} under {}", rec.name, parent));
+            let cn =
+                common_name.unwrap_or_else(|| format!("{} {} Issuing CA", pki.organization, name));
+            let rec = app
+                .ca
+                .add_issuing(
+                    &name,
+                    &cn,
+                    &pki.organization,
+                    pki.country.as_deref(),
+                    &Name::parse(&parent)?,
+                    alg,
+                    validity_days.unwrap_or(pki.issuing_validity_days),
+                    Duration::hours(pki.issuing_crl_hours.into()),
+                    &urls(app),
+                    &app.actor,
+                )
+                .await?;
+            out(app, ca_json(&rec), || {
+                format!("created issuing CA {} under {}", rec.name, parent)
+            });
         }
         CaCmd::ImportRoot { name, cert, key } => {
             let name = Name::parse(&name)?;
@@ -201,32 +275,77 @@ async fn ca_cmd(app: &App, c: CaCmd) -> Result<ExitCode> {
                 Some(k) => {
                     let raw = zeroize::Zeroizing::new(read_file(&k, "private key")?);
                     let pkcs8 = zeroize::Zeroizing::new(pem_or_der(&raw, "PRIVATE KEY")?);
-                    Some(app.keys.file_source()?.import_pkcs8(&format!("ca-{name}"), &pkcs8)?)
+                    Some(
+                        app.keys
+                            .file_source()?
+                            .import_pkcs8(&format!("ca-{name}"), &pkcs8)?,
+                    )
                 }
                 None => None,
             };
-            let rec = app.ca.import_root(&name, &der, signer, &urls(app), Duration::hours(pki.root_crl_hours.into()), &app.actor).await?;
-            out(app, ca_json(&rec), || format!("imported root CA {} ({})", rec.name, if rec.key_ref.is_some() { "with key" } else { "certificate only" }));
+            let rec = app
+                .ca
+                .import_root(
+                    &name,
+                    &der,
+                    signer,
+                    &urls(app),
+                    Duration::hours(pki.root_crl_hours.into()),
+                    &app.actor,
+                )
+                .await?;
+            out(app, ca_json(&rec), || {
+                format!(
+                    "imported root CA {} ({})",
+                    rec.name,
+                    if rec.key_ref.is_some() {
+                        "with key"
+                    } else {
+                        "certificate only"
+                    }
+                )
+            });
         }
         CaCmd::List => {
             let cas = app.ca.list_cas().await?;
-            out(app, json!(cas.iter().map(ca_json).collect::<Vec<_>>()), || {
-                cas.iter().map(|c| format!("{:<16} {:<8} {:<16} {:<11} {}", c.name, c.role.as_str(),
-                    c.parent.as_ref().map(|p| p.as_str()).unwrap_or("-"), c.key_algorithm, fmt_time(c.not_after))).collect::<Vec<_>>().join("\n")
-            });
+            out(
+                app,
+                json!(cas.iter().map(ca_json).collect::<Vec<_>>()),
+                || {
+                    cas.iter()
+                        .map(|c| {
+                            format!(
+                                "{:<16} {:<8} {:<16} {:<11} {}",
+                                c.name,
+                                c.role.as_str(),
+                                c.parent.as_ref().map(|p| p.as_str()).unwrap_or("-"),
+                                c.key_algorithm,
+                                fmt_time(c.not_after)
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                },
+            );
         }
         CaCmd::Show { name, pem } => {
             let rec = app.ca.get_ca(&Name::parse(&name)?).await?;
             if pem {
                 print!("{}", medsec_ca::pem_encode_cert(&rec.cert_der));
             } else {
-                out(app, ca_json(&rec), || serde_json::to_string_pretty(&ca_json(&rec)).unwrap_or_default());
+                out(app, ca_json(&rec), || {
+                    serde_json::to_string_pretty(&ca_json(&rec)).unwrap_or_default()
+                });
             }
         }
         CaCmd::Revoke { name, reason } => {
             let reason: RevocationReason = reason.parse()?;
-            app.ca.revoke_ca(&Name::parse(&name)?, reason, &app.actor).await?;
-            out(app, json!({"revoked": name, "reason": reason}), || format!("revoked CA {name} ({reason})"));
+            app.ca
+                .revoke_ca(&Name::parse(&name)?, reason, &app.actor)
+                .await?;
+            out(app, json!({"revoked": name, "reason": reason}), || {
+                format!("revoked CA {name} ({reason})")
+            });
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -248,7 +367,11 @@ fn pem_or_der(data: &[u8], label: &str) -> Result<Vec<u8>> {
 async fn profile_cmd(app: &App, c: ProfileCmd) -> Result<ExitCode> {
     match c {
         ProfileCmd::Set(a) => {
-            let key_types = a.key_types.iter().map(|k| k.parse()).collect::<Result<Vec<KeyAlgorithm>, _>>()?;
+            let key_types = a
+                .key_types
+                .iter()
+                .map(|k| k.parse())
+                .collect::<Result<Vec<KeyAlgorithm>, _>>()?;
             let p = Profile {
                 name: Name::parse(&a.name)?,
                 model: DeviceModel::parse(&a.model)?,
@@ -256,7 +379,10 @@ async fn profile_cmd(app: &App, c: ProfileCmd) -> Result<ExitCode> {
                 key_types,
                 validity_days: a.validity_days,
                 server_auth: a.server_auth,
-                organization: a.organization.clone().unwrap_or_else(|| app.cfg.pki.organization.clone()),
+                organization: a
+                    .organization
+                    .clone()
+                    .unwrap_or_else(|| app.cfg.pki.organization.clone()),
                 cn_template: a.cn_template.clone(),
                 requires_bootstrap: !a.danger_no_bootstrap,
                 rekey_overlap_days: a.rekey_overlap_days,
@@ -265,18 +391,36 @@ async fn profile_cmd(app: &App, c: ProfileCmd) -> Result<ExitCode> {
             out(app, json!(p), || format!("profile {} saved", p.name));
         }
         ProfileCmd::Import { file } => {
-            let text = String::from_utf8(read_file(&file, "profile")?).context("profile file is not UTF-8")?;
-            let p: Profile = toml::from_str(&text).with_context(|| format!("parsing profile {}", file.display()))?;
+            let text = String::from_utf8(read_file(&file, "profile")?)
+                .context("profile file is not UTF-8")?;
+            let p: Profile = toml::from_str(&text)
+                .with_context(|| format!("parsing profile {}", file.display()))?;
             app.ca.put_profile(&p, &app.actor).await?;
             out(app, json!(p), || format!("profile {} saved", p.name));
         }
         ProfileCmd::List => {
             let ps = app.ca.list_profiles().await?;
-            out(app, json!(ps), || ps.iter().map(|p| format!("{:<16} model={:<16} issuer={:<12} keys={} days={}", p.name, p.model, p.issuer, p.allowed_list(), p.validity_days)).collect::<Vec<_>>().join("\n"));
+            out(app, json!(ps), || {
+                ps.iter()
+                    .map(|p| {
+                        format!(
+                            "{:<16} model={:<16} issuer={:<12} keys={} days={}",
+                            p.name,
+                            p.model,
+                            p.issuer,
+                            p.allowed_list(),
+                            p.validity_days
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            });
         }
         ProfileCmd::Show { name } => {
             let p = app.ca.get_profile(&Name::parse(&name)?).await?;
-            out(app, json!(p), || toml::to_string_pretty(&p).unwrap_or_default());
+            out(app, json!(p), || {
+                toml::to_string_pretty(&p).unwrap_or_default()
+            });
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -301,7 +445,13 @@ fn cert_line(c: &CertRecord) -> String {
         CertStatus::Valid => "valid".to_owned(),
         CertStatus::Revoked(r) => format!("revoked:{}", r.reason),
     };
-    format!("{}  {:<40} {:<28} {}", c.serial, c.device.urn(), st, fmt_time(c.not_after))
+    format!(
+        "{}  {:<40} {:<28} {}",
+        c.serial,
+        c.device.urn(),
+        st,
+        fmt_time(c.not_after)
+    )
 }
 
 fn parse_device(s: &str) -> Result<DeviceId> {
@@ -311,11 +461,26 @@ fn parse_device(s: &str) -> Result<DeviceId> {
 async fn cert_cmd(app: &App, c: CertCmd) -> Result<ExitCode> {
     app.ca.process_due_supersessions(&app.actor).await?;
     match c {
-        CertCmd::Issue { profile, csr, device, out: o, chain_out } => {
+        CertCmd::Issue {
+            profile,
+            csr,
+            device,
+            out: o,
+            chain_out,
+        } => {
             let csr = read_file(&csr, "CSR")?;
-            let issued = app.ca.issue(&Name::parse(&profile)?, &DeviceSerial::parse(&device)?, &csr, &app.actor).await?;
+            let issued = app
+                .ca
+                .issue(
+                    &Name::parse(&profile)?,
+                    &DeviceSerial::parse(&device)?,
+                    &csr,
+                    &app.actor,
+                )
+                .await?;
             if let Some(p) = chain_out {
-                std::fs::write(&p, &issued.chain_pem).with_context(|| format!("writing {}", p.display()))?;
+                std::fs::write(&p, &issued.chain_pem)
+                    .with_context(|| format!("writing {}", p.display()))?;
             }
             emit_issued(app, &issued.record, &issued.pem, o.as_deref())?;
         }
@@ -323,28 +488,62 @@ async fn cert_cmd(app: &App, c: CertCmd) -> Result<ExitCode> {
             let issued = app.ca.renew(&serial.parse()?, &app.actor).await?;
             emit_issued(app, &issued.record, &issued.pem, o.as_deref())?;
         }
-        CertCmd::Rekey { serial, csr, overlap_days, out: o } => {
+        CertCmd::Rekey {
+            serial,
+            csr,
+            overlap_days,
+            out: o,
+        } => {
             let csr = read_file(&csr, "CSR")?;
-            let r = app.ca.rekey(&serial.parse()?, &csr, overlap_days.map(|d| Duration::days(d.into())), &app.actor).await?;
+            let r = app
+                .ca
+                .rekey(
+                    &serial.parse()?,
+                    &csr,
+                    overlap_days.map(|d| Duration::days(d.into())),
+                    &app.actor,
+                )
+                .await?;
             if app.json {
                 let mut v = cert_json(&r.issued.record);
                 v["old_serial"] = json!(r.old);
                 v["old_revoked_at"] = json!(fmt_time(r.old_revoked_at));
                 println!("{}", serde_json::to_string_pretty(&v)?);
-                if let Some(p) = o { std::fs::write(&p, &r.issued.pem)?; }
+                if let Some(p) = o {
+                    std::fs::write(&p, &r.issued.pem)?;
+                }
             } else {
                 emit_issued(app, &r.issued.record, &r.issued.pem, o.as_deref())?;
-                eprintln!("old certificate {} is revoked as superseded at {}", r.old, fmt_time(r.old_revoked_at));
+                eprintln!(
+                    "old certificate {} is revoked as superseded at {}",
+                    r.old,
+                    fmt_time(r.old_revoked_at)
+                );
             }
         }
-        CertCmd::Revoke { serial, reason, invalidity_date } => {
+        CertCmd::Revoke {
+            serial,
+            reason,
+            invalidity_date,
+        } => {
             let serial: CertSerial = serial.parse()?;
             let reason: RevocationReason = reason.parse()?;
-            let inv = invalidity_date.map(|d| OffsetDateTime::parse(&d, &Rfc3339).with_context(|| format!("invalidity date {d:?} is not RFC 3339"))).transpose()?;
+            let inv = invalidity_date
+                .map(|d| {
+                    OffsetDateTime::parse(&d, &Rfc3339)
+                        .with_context(|| format!("invalidity date {d:?} is not RFC 3339"))
+                })
+                .transpose()?;
             let rec = app.ca.revoke(&serial, reason, inv, &app.actor).await?;
-            out(app, cert_json(&rec), || format!("revoked {} ({reason})", rec.serial));
+            out(app, cert_json(&rec), || {
+                format!("revoked {} ({reason})", rec.serial)
+            });
         }
-        CertCmd::List { device, issuer, revoked } => {
+        CertCmd::List {
+            device,
+            issuer,
+            revoked,
+        } => {
             let f = CertFilter {
                 device: device.as_deref().map(parse_device).transpose()?,
                 issuer: issuer.as_deref().map(Name::parse).transpose()?,
@@ -352,19 +551,29 @@ async fn cert_cmd(app: &App, c: CertCmd) -> Result<ExitCode> {
                 ..CertFilter::default()
             };
             let certs = app.ca.list_certs(&f).await?;
-            out(app, json!(certs.iter().map(cert_json).collect::<Vec<_>>()), || certs.iter().map(cert_line).collect::<Vec<_>>().join("\n"));
+            out(
+                app,
+                json!(certs.iter().map(cert_json).collect::<Vec<_>>()),
+                || certs.iter().map(cert_line).collect::<Vec<_>>().join("\n"),
+            );
         }
         CertCmd::Show { serial, pem } => {
             let c = app.ca.get_cert(&serial.parse()?).await?;
             if pem {
                 print!("{}", medsec_ca::pem_encode_cert(&c.der));
             } else {
-                out(app, cert_json(&c), || serde_json::to_string_pretty(&cert_json(&c)).unwrap_or_default());
+                out(app, cert_json(&c), || {
+                    serde_json::to_string_pretty(&cert_json(&c)).unwrap_or_default()
+                });
             }
         }
         CertCmd::Expiring { days } => {
             let certs = app.ca.expiring_within(days).await?;
-            out(app, json!(certs.iter().map(cert_json).collect::<Vec<_>>()), || certs.iter().map(cert_line).collect::<Vec<_>>().join("\n"));
+            out(
+                app,
+                json!(certs.iter().map(cert_json).collect::<Vec<_>>()),
+                || certs.iter().map(cert_line).collect::<Vec<_>>().join("\n"),
+            );
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -383,7 +592,12 @@ fn emit_issued(app: &App, rec: &CertRecord, pem: &str, path: Option<&Path>) -> R
         return Ok(());
     }
     write_or_print(path, pem)?;
-    eprintln!("issued {} for {} (valid until {})", rec.serial, rec.device, fmt_time(rec.not_after));
+    eprintln!(
+        "issued {} for {} (valid until {})",
+        rec.serial,
+        rec.device,
+        fmt_time(rec.not_after)
+    );
     Ok(())
 }
 
@@ -392,20 +606,35 @@ async fn device_cmd(app: &App, c: DeviceCmd) -> Result<ExitCode> {
     match c {
         DeviceCmd::List => {
             let ds = app.ca.list_devices().await?;
-            out(app, json!(ds.iter().map(dj).collect::<Vec<_>>()), || ds.iter().map(|d| format!("{:<48} {}", d.id.urn(), d.status.as_str())).collect::<Vec<_>>().join("\n"));
+            out(app, json!(ds.iter().map(dj).collect::<Vec<_>>()), || {
+                ds.iter()
+                    .map(|d| format!("{:<48} {}", d.id.urn(), d.status.as_str()))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            });
         }
         DeviceCmd::Show { device } => {
             let id = parse_device(&device)?;
             let d = app.ca.get_device(&id).await?;
-            let certs = app.ca.list_certs(&CertFilter { device: Some(id), ..CertFilter::default() }).await?;
+            let certs = app
+                .ca
+                .list_certs(&CertFilter {
+                    device: Some(id),
+                    ..CertFilter::default()
+                })
+                .await?;
             let mut v = dj(&d);
             v["certificates"] = json!(certs.iter().map(cert_json).collect::<Vec<_>>());
-            out(app, v.clone(), || serde_json::to_string_pretty(&v).unwrap_or_default());
+            out(app, v.clone(), || {
+                serde_json::to_string_pretty(&v).unwrap_or_default()
+            });
         }
         DeviceCmd::Retire { device } => {
             let id = parse_device(&device)?;
             let revoked = app.ca.retire(&id, &app.actor).await?;
-            out(app, json!({"device": id.urn(), "revoked": revoked}), || format!("retired {id}; revoked {} certificate(s)", revoked.len()));
+            out(app, json!({"device": id.urn(), "revoked": revoked}), || {
+                format!("retired {id}; revoked {} certificate(s)", revoked.len())
+            });
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -416,13 +645,24 @@ async fn crl_cmd(app: &App, c: CrlCmd) -> Result<ExitCode> {
     let CrlCmd::Generate { ca, out: o, pem } = c;
     let names: Vec<Name> = match &ca {
         Some(n) => vec![Name::parse(n)?],
-        None => app.ca.list_cas().await?.into_iter().filter(|c| c.key_ref.is_some()).map(|c| c.name).collect(),
+        None => app
+            .ca
+            .list_cas()
+            .await?
+            .into_iter()
+            .filter(|c| c.key_ref.is_some())
+            .map(|c| c.name)
+            .collect(),
     };
     let mut summary = Vec::new();
     for name in &names {
         let crl = app.ca.generate_crl(name, &app.actor).await?;
         let bytes = if pem {
-            pem::encode_config(&pem::Pem::new("X509 CRL", crl.der.clone()), pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF)).into_bytes()
+            pem::encode_config(
+                &pem::Pem::new("X509 CRL", crl.der.clone()),
+                pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
+            )
+            .into_bytes()
         } else {
             crl.der.clone()
         };
@@ -435,7 +675,9 @@ async fn crl_cmd(app: &App, c: CrlCmd) -> Result<ExitCode> {
             (None, _) => None,
         };
         match &path {
-            Some(p) => std::fs::write(p, &bytes).with_context(|| format!("writing {}", p.display()))?,
+            Some(p) => {
+                std::fs::write(p, &bytes).with_context(|| format!("writing {}", p.display()))?
+            }
             None if !app.json => std::io::stdout().write_all(&bytes)?,
             None => {}
         }
@@ -445,7 +687,12 @@ async fn crl_cmd(app: &App, c: CrlCmd) -> Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&summary)?);
     } else if o.is_some() {
         for s in &summary {
-            eprintln!("CRL #{} for {} written to {}", s["number"], s["ca"].as_str().unwrap_or(""), s["path"].as_str().unwrap_or(""));
+            eprintln!(
+                "CRL #{} for {} written to {}",
+                s["number"],
+                s["ca"].as_str().unwrap_or(""),
+                s["path"].as_str().unwrap_or("")
+            );
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -463,18 +710,39 @@ async fn audit_cmd(app: &App, c: AuditCmd) -> Result<ExitCode> {
     match c {
         AuditCmd::Verify => match medsec_store::verify_audit(&app.store).await? {
             Ok(n) => {
-                out(app, json!({"ok": true, "entries": n}), || format!("audit log intact: {n} entries"));
+                out(app, json!({"ok": true, "entries": n}), || {
+                    format!("audit log intact: {n} entries")
+                });
                 Ok(ExitCode::SUCCESS)
             }
             Err(b) => {
-                out(app, json!({"ok": false, "seq": b.seq, "reason": b.reason}), String::new);
+                out(
+                    app,
+                    json!({"ok": false, "seq": b.seq, "reason": b.reason}),
+                    String::new,
+                );
                 eprintln!("audit log BROKEN at {b}");
                 Ok(ExitCode::from(EXIT_AUDIT_BROKEN))
             }
         },
         AuditCmd::List { after, limit } => {
             let page = app.store.audit_page(after, limit.min(10_000)).await?;
-            out(app, json!(page), || page.iter().map(|e| format!("#{:<6} {} {:<20} {:<18} {} {}", e.seq, fmt_time(e.at()), e.actor, e.action, e.subject, e.details)).collect::<Vec<_>>().join("\n"));
+            out(app, json!(page), || {
+                page.iter()
+                    .map(|e| {
+                        format!(
+                            "#{:<6} {} {:<20} {:<18} {} {}",
+                            e.seq,
+                            fmt_time(e.at()),
+                            e.actor,
+                            e.action,
+                            e.subject,
+                            e.details
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            });
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -139,7 +139,10 @@ async fn writer_loop(mut conn: SqliteConnection, mut rx: mpsc::Receiver<(Issuanc
 /// Commits a batch in one transaction (one fsync). If any issuance in it is refused, the whole
 /// transaction is rolled back and each issuance is retried in a transaction of its own, so a
 /// refusal never takes its neighbours down with it and never leaves a partial record.
-async fn commit_batch(conn: &mut SqliteConnection, batch: &[(Issuance, Reply)]) -> Vec<Result<(), StoreError>> {
+async fn commit_batch(
+    conn: &mut SqliteConnection,
+    batch: &[(Issuance, Reply)],
+) -> Vec<Result<(), StoreError>> {
     let all: Vec<&Issuance> = batch.iter().map(|(i, _)| i).collect();
     if all.len() > 1 && commit_group(conn, &all).await.is_ok() {
         return batch.iter().map(|_| Ok(())).collect();
@@ -152,7 +155,10 @@ async fn commit_batch(conn: &mut SqliteConnection, batch: &[(Issuance, Reply)]) 
 }
 
 async fn commit_group(conn: &mut SqliteConnection, items: &[&Issuance]) -> Result<(), StoreError> {
-    sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await.map_err(be)?;
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut *conn)
+        .await
+        .map_err(be)?;
     match insert_issuances(conn, items).await {
         Ok(()) => match sqlx::query("COMMIT").execute(&mut *conn).await {
             Ok(_) => Ok(()),
@@ -176,7 +182,10 @@ fn placeholders(rows: usize, cols: usize) -> String {
 
 /// Writes a group of issuances with a handful of multi-row statements: each statement costs a
 /// round trip to SQLite's worker thread, and per-row statements made that the bottleneck.
-async fn insert_issuances(conn: &mut SqliteConnection, items: &[&Issuance]) -> Result<(), StoreError> {
+async fn insert_issuances(
+    conn: &mut SqliteConnection,
+    items: &[&Issuance],
+) -> Result<(), StoreError> {
     let mut chain = Chain::read(conn).await?;
 
     // Devices seen for the first time are created active; RETURNING tells which were new.
@@ -187,14 +196,27 @@ async fn insert_issuances(conn: &mut SqliteConnection, items: &[&Issuance]) -> R
     let mut q = sqlx::query_as::<_, (String, String)>(sqlx::AssertSqlSafe(sql));
     for iss in items {
         let c = &iss.cert;
-        q = q.bind(c.device.model.as_str()).bind(c.device.serial.as_str()).bind(ts(c.issued_at));
+        q = q
+            .bind(c.device.model.as_str())
+            .bind(c.device.serial.as_str())
+            .bind(ts(c.issued_at));
     }
-    let created: std::collections::HashSet<(String, String)> = q.fetch_all(&mut *conn).await.map_err(be)?.into_iter().collect();
+    let created: std::collections::HashSet<(String, String)> = q
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(be)?
+        .into_iter()
+        .collect();
 
     // Devices that existed already must still be active.
     let existing: Vec<&&Issuance> = items
         .iter()
-        .filter(|i| !created.contains(&(i.cert.device.model.to_string(), i.cert.device.serial.to_string())))
+        .filter(|i| {
+            !created.contains(&(
+                i.cert.device.model.to_string(),
+                i.cert.device.serial.to_string(),
+            ))
+        })
         .collect();
     if !existing.is_empty() {
         let sql = format!(
@@ -203,10 +225,14 @@ async fn insert_issuances(conn: &mut SqliteConnection, items: &[&Issuance]) -> R
         );
         let mut q = sqlx::query_as::<_, (String, String)>(sqlx::AssertSqlSafe(sql));
         for iss in &existing {
-            q = q.bind(iss.cert.device.model.as_str()).bind(iss.cert.device.serial.as_str());
+            q = q
+                .bind(iss.cert.device.model.as_str())
+                .bind(iss.cert.device.serial.as_str());
         }
         if let Some((m, s)) = q.fetch_optional(&mut *conn).await.map_err(be)? {
-            return Err(StoreError::Refused(format!("device urn:medsec:device:{m}:{s} is retired")));
+            return Err(StoreError::Refused(format!(
+                "device urn:medsec:device:{m}:{s} is retired"
+            )));
         }
     }
 
@@ -236,24 +262,29 @@ async fn insert_issuances(conn: &mut SqliteConnection, items: &[&Issuance]) -> R
             .bind(&c.der);
     }
     q.execute(&mut *conn).await.map_err(|e| match be(e) {
-        StoreError::Conflict(_) if items.len() == 1 => {
-            StoreError::Conflict(format!("certificate serial {} already exists", items[0].cert.serial))
-        }
+        StoreError::Conflict(_) if items.len() == 1 => StoreError::Conflict(format!(
+            "certificate serial {} already exists",
+            items[0].cert.serial
+        )),
         StoreError::Conflict(m) => StoreError::Conflict(format!("certificate serial: {m}")),
         other => other,
     })?;
 
     for iss in items {
         if let Some((old, at)) = &iss.supersede {
-            let n = sqlx::query("UPDATE certs SET revoke_after = ? WHERE serial = ? AND revoked_at IS NULL")
-                .bind(ts(*at))
-                .bind(old.to_hex())
-                .execute(&mut *conn)
-                .await
-                .map_err(be)?
-                .rows_affected();
+            let n = sqlx::query(
+                "UPDATE certs SET revoke_after = ? WHERE serial = ? AND revoked_at IS NULL",
+            )
+            .bind(ts(*at))
+            .bind(old.to_hex())
+            .execute(&mut *conn)
+            .await
+            .map_err(be)?
+            .rows_affected();
             if n != 1 {
-                return Err(StoreError::Refused(format!("certificate {old} is revoked or missing; cannot supersede it")));
+                return Err(StoreError::Refused(format!(
+                    "certificate {old} is revoked or missing; cannot supersede it"
+                )));
             }
         }
     }
@@ -266,7 +297,10 @@ async fn insert_issuances(conn: &mut SqliteConnection, items: &[&Issuance]) -> R
         let key = (c.device.model.to_string(), c.device.serial.to_string());
         if created.contains(&key) && registered.insert(key) {
             let reg = AuditRecord::new(
-                &iss.audit.first().map(|a| a.actor.clone()).unwrap_or_else(medsec_core::Actor::system),
+                &iss.audit
+                    .first()
+                    .map(|a| a.actor.clone())
+                    .unwrap_or_else(medsec_core::Actor::system),
                 medsec_core::AuditAction::DeviceRegistered,
                 c.device.urn(),
                 serde_json::json!({"profile": c.profile}),
@@ -331,13 +365,19 @@ impl Chain {
         Ok(())
     }
 
-    async fn append(&mut self, conn: &mut SqliteConnection, rec: &AuditRecord) -> Result<(), StoreError> {
+    async fn append(
+        &mut self,
+        conn: &mut SqliteConnection,
+        rec: &AuditRecord,
+    ) -> Result<(), StoreError> {
         let e = self.next(rec);
         Chain::insert(conn, std::slice::from_ref(&e)).await
     }
 
     async fn save(&self, conn: &mut SqliteConnection) -> Result<(), StoreError> {
-        let Some((seq, hash)) = &self.head else { return Ok(()) };
+        let Some((seq, hash)) = &self.head else {
+            return Ok(());
+        };
         sqlx::query(
             "INSERT INTO audit_head (id, seq, hash) VALUES (1, ?, ?)
              ON CONFLICT(id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",

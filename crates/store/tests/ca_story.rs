@@ -4,7 +4,9 @@
 use std::sync::Arc;
 
 use medsec_ca::{Ca, CaInitSpec, CaStore, CaUrls, CertFilter, CertStatus, Profile};
-use medsec_core::{Actor, DeviceId, DeviceModel, DeviceSerial, KeyAlgorithm, Name, RevocationReason};
+use medsec_core::{
+    Actor, DeviceId, DeviceModel, DeviceSerial, KeyAlgorithm, Name, RevocationReason,
+};
 use medsec_keys::{EncryptedFileKeySource, KdfParams, Passphrase};
 use medsec_store::{AuditLog, SqliteStore, Synchronous, verify_audit};
 use time::Duration;
@@ -12,8 +14,16 @@ use time::Duration;
 fn keys(dir: &std::path::Path) -> Arc<EncryptedFileKeySource> {
     let pass = Passphrase::new(b"story test passphrase".to_vec()).unwrap();
     // The cheapest Argon2id cost the key source accepts keeps the suite fast.
-    let kdf = KdfParams { m_kib: 19 * 1024, t: 2, p: 1 };
-    Arc::new(EncryptedFileKeySource::new(dir.join("keys"), pass).with_kdf(kdf).unwrap())
+    let kdf = KdfParams {
+        m_kib: 19 * 1024,
+        t: 2,
+        p: 1,
+    };
+    Arc::new(
+        EncryptedFileKeySource::new(dir.join("keys"), pass)
+            .with_kdf(kdf)
+            .unwrap(),
+    )
 }
 
 fn spec() -> CaInitSpec {
@@ -76,34 +86,69 @@ async fn lifecycle_story<S: CaStore + AuditLog>(store: S, dir: &std::path::Path)
     let sn = DeviceSerial::parse("SN-0001").unwrap();
     let dev = DeviceId::new(DeviceModel::parse("pump-x2").unwrap(), sn.clone());
 
-    let first = ca.issue(&pname, &sn, &csr(&rcgen::PKCS_ECDSA_P256_SHA256), &actor).await.unwrap();
+    let first = ca
+        .issue(&pname, &sn, &csr(&rcgen::PKCS_ECDSA_P256_SHA256), &actor)
+        .await
+        .unwrap();
     let stored = ca.get_cert(&first.record.serial).await.unwrap();
     assert_eq!(stored, first.record, "what is stored is what was issued");
-    assert!(stored.serial.as_bytes().len() >= 8, "at least 64 bits of serial");
-    assert_eq!(ca.get_device(&dev).await.unwrap().status, medsec_ca::DeviceStatus::Active);
+    assert!(
+        stored.serial.as_bytes().len() >= 8,
+        "at least 64 bits of serial"
+    );
+    assert_eq!(
+        ca.get_device(&dev).await.unwrap().status,
+        medsec_ca::DeviceStatus::Active
+    );
 
     // A P-384 key is not allowed by this profile and leaves no trace.
     let before = ca.list_certs(&CertFilter::default()).await.unwrap().len();
-    let e = ca.issue(&pname, &sn, &csr(&rcgen::PKCS_ECDSA_P384_SHA384), &actor).await.unwrap_err();
+    let e = ca
+        .issue(&pname, &sn, &csr(&rcgen::PKCS_ECDSA_P384_SHA384), &actor)
+        .await
+        .unwrap_err();
     assert!(e.to_string().contains("not allowed"), "{e}");
-    assert_eq!(ca.list_certs(&CertFilter::default()).await.unwrap().len(), before);
+    assert_eq!(
+        ca.list_certs(&CertFilter::default()).await.unwrap().len(),
+        before
+    );
 
     // Renew: same key, new serial, old stays valid.
     let renewed = ca.renew(&first.record.serial, &actor).await.unwrap();
     assert_ne!(renewed.record.serial, first.record.serial);
     assert_eq!(renewed.record.spki_sha256, first.record.spki_sha256);
     assert_eq!(renewed.record.replaces.as_ref(), Some(&first.record.serial));
-    assert_eq!(ca.get_cert(&first.record.serial).await.unwrap().status, CertStatus::Valid);
+    assert_eq!(
+        ca.get_cert(&first.record.serial).await.unwrap().status,
+        CertStatus::Valid
+    );
 
     // Rekey with the default overlap: old one scheduled, not yet revoked.
-    let rk = ca.rekey(&renewed.record.serial, &csr(&rcgen::PKCS_ED25519), None, &actor).await.unwrap();
+    let rk = ca
+        .rekey(
+            &renewed.record.serial,
+            &csr(&rcgen::PKCS_ED25519),
+            None,
+            &actor,
+        )
+        .await
+        .unwrap();
     assert_eq!(rk.issued.record.key_algorithm, KeyAlgorithm::Ed25519);
     let old = ca.get_cert(&renewed.record.serial).await.unwrap();
     assert_eq!(old.status, CertStatus::Valid);
     assert!(old.revoke_after.is_some());
     // Rekeying with the same key is refused: that is a renewal.
     let same = ca.get_cert(&rk.issued.record.serial).await.unwrap();
-    assert!(ca.rekey(&same.serial, &csr(&rcgen::PKCS_ED25519), Some(Duration::ZERO), &actor).await.is_ok());
+    assert!(
+        ca.rekey(
+            &same.serial,
+            &csr(&rcgen::PKCS_ED25519),
+            Some(Duration::ZERO),
+            &actor
+        )
+        .await
+        .is_ok()
+    );
     let prev = ca.get_cert(&same.serial).await.unwrap();
     match prev.status {
         CertStatus::Revoked(r) => assert_eq!(r.reason, RevocationReason::Superseded),
@@ -113,28 +158,63 @@ async fn lifecycle_story<S: CaStore + AuditLog>(store: S, dir: &std::path::Path)
     // Revoke with keyCompromise and an invalidity date; a second revocation is refused.
     let inv = time::OffsetDateTime::now_utc() - Duration::days(2);
     let inv = inv.replace_nanosecond(0).unwrap();
-    let r = ca.revoke(&first.record.serial, RevocationReason::KeyCompromise, Some(inv), &actor).await.unwrap();
+    let r = ca
+        .revoke(
+            &first.record.serial,
+            RevocationReason::KeyCompromise,
+            Some(inv),
+            &actor,
+        )
+        .await
+        .unwrap();
     match &r.status {
         CertStatus::Revoked(rev) => assert_eq!(rev.invalidity_date, Some(inv)),
         other => panic!("{other:?}"),
     }
-    assert!(ca.revoke(&first.record.serial, RevocationReason::Superseded, None, &actor).await.is_err());
+    assert!(
+        ca.revoke(
+            &first.record.serial,
+            RevocationReason::Superseded,
+            None,
+            &actor
+        )
+        .await
+        .is_err()
+    );
     // ... but escalating a superseded certificate to keyCompromise is allowed.
-    ca.revoke(&prev.serial, RevocationReason::KeyCompromise, None, &actor).await.unwrap();
+    ca.revoke(&prev.serial, RevocationReason::KeyCompromise, None, &actor)
+        .await
+        .unwrap();
 
     // CRL numbers only increase, and the CRL lists every revoked serial.
     let issuing = Name::parse("issuing").unwrap();
     let c1 = ca.generate_crl(&issuing, &actor).await.unwrap();
     let c2 = ca.generate_crl(&issuing, &actor).await.unwrap();
     assert_eq!((c1.number, c2.number), (1, 2));
-    let revoked = ca.list_certs(&CertFilter { revoked: Some(true), ..CertFilter::default() }).await.unwrap();
+    let revoked = ca
+        .list_certs(&CertFilter {
+            revoked: Some(true),
+            ..CertFilter::default()
+        })
+        .await
+        .unwrap();
     let (_, crl) = x509_parser::parse_x509_crl(&c2.der).unwrap();
-    let listed: Vec<Vec<u8>> = crl.iter_revoked_certificates().map(|r| r.raw_serial().to_vec()).collect();
+    let listed: Vec<Vec<u8>> = crl
+        .iter_revoked_certificates()
+        .map(|r| r.raw_serial().to_vec())
+        .collect();
     assert_eq!(listed.len(), revoked.len());
     for c in &revoked {
-        assert!(listed.iter().any(|s| s.as_slice() == c.serial.to_der_integer_bytes().as_slice()));
+        assert!(
+            listed
+                .iter()
+                .any(|s| s.as_slice() == c.serial.to_der_integer_bytes().as_slice())
+        );
     }
-    let root_crl = ca.generate_crl(&Name::parse("root").unwrap(), &actor).await.unwrap();
+    let root_crl = ca
+        .generate_crl(&Name::parse("root").unwrap(), &actor)
+        .await
+        .unwrap();
     assert_eq!(root_crl.number, 1);
 
     // Expiry queries.
@@ -143,7 +223,11 @@ async fn lifecycle_story<S: CaStore + AuditLog>(store: S, dir: &std::path::Path)
 
     // Retire: every certificate revoked with cessationOfOperation, no re-enrolment.
     let valid_before = ca
-        .list_certs(&CertFilter { device: Some(dev.clone()), revoked: Some(false), ..CertFilter::default() })
+        .list_certs(&CertFilter {
+            device: Some(dev.clone()),
+            revoked: Some(false),
+            ..CertFilter::default()
+        })
         .await
         .unwrap();
     assert!(!valid_before.is_empty());
@@ -156,9 +240,15 @@ async fn lifecycle_story<S: CaStore + AuditLog>(store: S, dir: &std::path::Path)
         }
     }
     let n = ca.list_certs(&CertFilter::default()).await.unwrap().len();
-    let e = ca.issue(&pname, &sn, &csr(&rcgen::PKCS_ECDSA_P256_SHA256), &actor).await.unwrap_err();
+    let e = ca
+        .issue(&pname, &sn, &csr(&rcgen::PKCS_ECDSA_P256_SHA256), &actor)
+        .await
+        .unwrap_err();
     assert!(matches!(e, medsec_ca::CaError::DeviceRetired(_)), "{e}");
-    assert_eq!(ca.list_certs(&CertFilter::default()).await.unwrap().len(), n);
+    assert_eq!(
+        ca.list_certs(&CertFilter::default()).await.unwrap().len(),
+        n
+    );
 
     let entries = verify_audit(ca.store()).await.unwrap().unwrap();
     assert!(entries > 10, "every change was audited ({entries})");
@@ -169,7 +259,11 @@ async fn serial_story<S: CaStore + AuditLog + Clone + 'static>(store: S, dir: &s
     let (ca, actor) = ready(store.clone(), dir).await;
     let ca = Arc::new(ca);
     let pname = Name::parse("pump").unwrap();
-    let csrs: Arc<Vec<Vec<u8>>> = Arc::new((0..64).map(|_| csr(&rcgen::PKCS_ECDSA_P256_SHA256)).collect());
+    let csrs: Arc<Vec<Vec<u8>>> = Arc::new(
+        (0..64)
+            .map(|_| csr(&rcgen::PKCS_ECDSA_P256_SHA256))
+            .collect(),
+    );
     let mut tasks = Vec::new();
     for t in 0..8 {
         let (ca, actor, pname, csrs) = (ca.clone(), actor.clone(), pname.clone(), csrs.clone());
@@ -177,7 +271,10 @@ async fn serial_story<S: CaStore + AuditLog + Clone + 'static>(store: S, dir: &s
             let mut serials = Vec::new();
             for i in 0..1250 {
                 let sn = DeviceSerial::parse(&format!("D{t}-{i}")).unwrap();
-                let c = ca.issue(&pname, &sn, &csrs[i % csrs.len()], &actor).await.unwrap();
+                let c = ca
+                    .issue(&pname, &sn, &csrs[i % csrs.len()], &actor)
+                    .await
+                    .unwrap();
                 serials.push(c.record.serial);
             }
             serials
@@ -190,25 +287,46 @@ async fn serial_story<S: CaStore + AuditLog + Clone + 'static>(store: S, dir: &s
     assert_eq!(all.len(), 10_000);
     let stored = ca.list_certs(&CertFilter::default()).await.unwrap();
     assert_eq!(stored.len(), 10_000);
-    assert_eq!(stored.iter().map(|c| &c.serial).collect::<std::collections::HashSet<_>>().len(), 10_000);
+    assert_eq!(
+        stored
+            .iter()
+            .map(|c| &c.serial)
+            .collect::<std::collections::HashSet<_>>()
+            .len(),
+        10_000
+    );
 
     // Force a duplicate: the same issuance committed again.
     let one = stored[0].clone();
     let dup = medsec_ca::Issuance {
         cert: one.clone(),
         supersede: None,
-        audit: vec![medsec_core::AuditRecord::new(&actor, medsec_core::AuditAction::CertIssued, one.serial.to_hex(), serde_json::json!({}))],
+        audit: vec![medsec_core::AuditRecord::new(
+            &actor,
+            medsec_core::AuditAction::CertIssued,
+            one.serial.to_hex(),
+            serde_json::json!({}),
+        )],
     };
     let head_before = store.audit_head().await.unwrap();
     let e = store.commit_issuance(&dup).await.unwrap_err();
     assert!(matches!(e, medsec_store::StoreError::Conflict(_)), "{e}");
-    assert_eq!(store.audit_head().await.unwrap(), head_before, "a refused issuance leaves no audit trace");
-    assert_eq!(ca.list_certs(&CertFilter::default()).await.unwrap().len(), 10_000);
+    assert_eq!(
+        store.audit_head().await.unwrap(),
+        head_before,
+        "a refused issuance leaves no audit trace"
+    );
+    assert_eq!(
+        ca.list_certs(&CertFilter::default()).await.unwrap().len(),
+        10_000
+    );
     assert!(verify_audit(&store).await.unwrap().is_ok());
 }
 
 async fn sqlite(dir: &std::path::Path) -> SqliteStore {
-    SqliteStore::open(&dir.join("medsec.db"), Synchronous::Full).await.unwrap()
+    SqliteStore::open(&dir.join("medsec.db"), Synchronous::Full)
+        .await
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -232,6 +350,8 @@ async fn edited_migration_is_refused() {
         .await
         .unwrap();
     drop(store);
-    let e = SqliteStore::open(&dir.path().join("medsec.db"), Synchronous::Full).await.unwrap_err();
+    let e = SqliteStore::open(&dir.path().join("medsec.db"), Synchronous::Full)
+        .await
+        .unwrap_err();
     assert!(e.to_string().contains("never change"), "{e}");
 }

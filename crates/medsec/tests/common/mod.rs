@@ -13,7 +13,10 @@ pub struct Env {
 
 impl Env {
     pub fn new() -> Self {
-        Env { dir: tempfile::tempdir().unwrap(), extra_env: Vec::new() }
+        Env {
+            dir: tempfile::tempdir().unwrap(),
+            extra_env: Vec::new(),
+        }
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
@@ -30,8 +33,13 @@ impl Env {
 
     pub fn run(&self, args: &[&str]) -> Output {
         let mut c = Command::new(env!("CARGO_BIN_EXE_medsec"));
-        c.arg("--data-dir").arg(self.data()).args(args).current_dir(self.dir.path());
-        c.env("MEDSEC_KEY_PASSPHRASE", PASSPHRASE).env_remove("MEDSEC_DATA_DIR").env_remove("MEDSEC_CONFIG");
+        c.arg("--data-dir")
+            .arg(self.data())
+            .args(args)
+            .current_dir(self.dir.path());
+        c.env("MEDSEC_KEY_PASSPHRASE", PASSPHRASE)
+            .env_remove("MEDSEC_DATA_DIR")
+            .env_remove("MEDSEC_CONFIG");
         for (k, v) in &self.extra_env {
             c.env(k, v);
         }
@@ -59,8 +67,14 @@ impl Env {
     /// Runs medsec and insists on failure; returns (exit code, stderr).
     pub fn fail(&self, args: &[&str]) -> (i32, String) {
         let o = self.run(args);
-        assert!(!o.status.success(), "medsec {args:?} unexpectedly succeeded");
-        (o.status.code().unwrap_or(-1), String::from_utf8_lossy(&o.stderr).into_owned())
+        assert!(
+            !o.status.success(),
+            "medsec {args:?} unexpectedly succeeded"
+        );
+        (
+            o.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
     }
 
     pub fn openssl(&self, args: &[&str]) -> Output {
@@ -73,14 +87,39 @@ impl Env {
 
     pub fn openssl_ok(&self, args: &[&str]) -> String {
         let o = self.openssl(args);
-        assert!(o.status.success(), "openssl {args:?} failed:\n{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
-        format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+        assert!(
+            o.status.success(),
+            "openssl {args:?} failed:\n{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )
     }
 
     /// `ca init` + one profile allowing `keys`; writes root.pem and chain.pem.
     pub fn init_ca(&self, keys: &str) {
-        self.ok(&["ca", "init", "--organization", "Acme Medical", "--country", "CA"]);
-        self.ok(&["profile", "set", "--name", "pump", "--model", "pump-x2", "--key-types", keys]);
+        self.ok(&[
+            "ca",
+            "init",
+            "--organization",
+            "Acme Medical",
+            "--country",
+            "CA",
+        ]);
+        self.ok(&[
+            "profile",
+            "set",
+            "--name",
+            "pump",
+            "--model",
+            "pump-x2",
+            "--key-types",
+            keys,
+        ]);
         self.write_trust();
     }
 
@@ -96,7 +135,17 @@ impl Env {
     pub fn openssl_csr(&self, name: &str, kind: &str, extra: &[&str]) -> PathBuf {
         let key = format!("{name}.key");
         let csr = format!("{name}.csr");
-        let mut args: Vec<&str> = vec!["req", "-new", "-nodes", "-subj", "/CN=requested-by-device", "-keyout", &key, "-out", &csr];
+        let mut args: Vec<&str> = vec![
+            "req",
+            "-new",
+            "-nodes",
+            "-subj",
+            "/CN=requested-by-device",
+            "-keyout",
+            &key,
+            "-out",
+            &csr,
+        ];
         match kind {
             "p256" => args.extend(["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"]),
             "p384" => args.extend(["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-384"]),
@@ -113,8 +162,91 @@ impl Env {
     pub fn issue(&self, name: &str, kind: &str, device: &str) -> (String, PathBuf) {
         let csr = self.openssl_csr(name, kind, &[]);
         let out = self.path(&format!("{name}.pem"));
-        let v = self.json(&["cert", "issue", "--profile", "pump", "--csr", csr.to_str().unwrap(), "--device", device, "--out", out.to_str().unwrap()]);
+        let v = self.json(&[
+            "cert",
+            "issue",
+            "--profile",
+            "pump",
+            "--csr",
+            csr.to_str().unwrap(),
+            "--device",
+            device,
+            "--out",
+            out.to_str().unwrap(),
+        ]);
         (v["serial"].as_str().unwrap().to_owned(), out)
+    }
+
+    /// `openssl verify` of `pem` against root.pem + chain.pem, with `-crl_check_all` and the
+    /// given CRL files when there are any. Returns (accepted, everything openssl printed).
+    pub fn verify(&self, pem: &str, crls: &[&str]) -> (bool, String) {
+        let mut args = vec!["verify", "-CAfile", "root.pem", "-untrusted", "chain.pem"];
+        if !crls.is_empty() {
+            args.push("-crl_check_all");
+            for c in crls {
+                args.extend(["-CRLfile", c]);
+            }
+        }
+        args.push(pem);
+        let o = self.openssl(&args);
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        (o.status.success(), said)
+    }
+
+    /// An OCSP round trip: openssl builds a request (with a nonce) for `cert` issued by
+    /// `issuer`, medsec answers it, and openssl checks the signature and the nonce echo.
+    /// Returns openssl's status report for the certificate.
+    pub fn ocsp(&self, issuer: &str, cert: &str, trust: &str) -> String {
+        self.openssl_ok(&[
+            "ocsp", "-issuer", issuer, "-cert", cert, "-reqout", "req.der",
+        ]);
+        self.ok(&[
+            "ocsp",
+            "respond",
+            "--request",
+            &self.p("req.der"),
+            "--out",
+            &self.p("resp.der"),
+        ]);
+        contains(
+            &self.openssl_ok(&[
+                "ocsp", "-reqin", "req.der", "-respin", "resp.der", "-CAfile", trust,
+            ]),
+            "Response verify OK",
+        );
+        // The second reading builds its own request, so its nonce cannot match: -no_nonce.
+        self.openssl_ok(&[
+            "ocsp",
+            "-respin",
+            "resp.der",
+            "-CAfile",
+            trust,
+            "-issuer",
+            issuer,
+            "-cert",
+            cert,
+            "-no_nonce",
+        ])
+    }
+
+    /// Issue that must fail; returns stderr.
+    pub fn issue_fails(&self, csr: &Path, device: &str) -> String {
+        let (code, err) = self.fail(&[
+            "cert",
+            "issue",
+            "--profile",
+            "pump",
+            "--csr",
+            csr.to_str().unwrap(),
+            "--device",
+            device,
+        ]);
+        assert_eq!(code, 1);
+        err
     }
 
     pub fn db(&self) -> PathBuf {
