@@ -18,8 +18,9 @@ const OID_AIA: &[u64] = &[1, 3, 6, 1, 5, 5, 7, 1, 1];
 /// X.520 serialNumber attribute.
 const OID_SERIAL_NUMBER: &[u64] = &[2, 5, 4, 5];
 
-/// A fresh serial: 16 random bytes with the top bit cleared (positive, 127 bits of entropy,
-/// well above the 64 bits CA/B Forum and our invariant require).
+/// A fresh serial: 16 random bytes, top bit cleared (positive) and lowest bit of the first byte
+/// set (so the encoding is always 16 bytes): 126 random bits, well above the 64 that CA/B Forum
+/// and our invariant require.
 pub fn new_serial() -> Result<CertSerial, CaError> {
     use aws_lc_rs::rand::SecureRandom;
     let mut b = [0u8; 16];
@@ -27,7 +28,6 @@ pub fn new_serial() -> Result<CertSerial, CaError> {
         .fill(&mut b)
         .map_err(|_| CaError::Encoding("system RNG failed".into()))?;
     b[0] &= 0x7f;
-    // A zero first byte would shorten the encoding; keep the length constant.
     b[0] |= 0x01;
     Ok(CertSerial::from_bytes(&b)?)
 }
