@@ -24,6 +24,8 @@ pub struct VerifiedCsr {
     pub key_algorithm: KeyAlgorithm,
     /// The requested subject, for logs only; certificates take their subject from the profile.
     pub requested_subject: String,
+    /// DER of the requested subject, compared on re-enrollment (RFC 7030 4.2.2).
+    pub subject_der: Vec<u8>,
 }
 
 /// Upper bound on a CSR; real ones are well under 4 KiB even with RSA-4096.
@@ -89,6 +91,7 @@ pub fn parse_and_verify_csr(input: &[u8]) -> Result<VerifiedCsr, CaError> {
         spki_der: spki.raw.to_vec(),
         key_algorithm,
         requested_subject: info.subject.to_string(),
+        subject_der: info.subject.as_raw().to_vec(),
     })
 }
 

@@ -9,6 +9,7 @@ mod crl;
 mod csr;
 mod model;
 mod ocsp;
+pub mod pkcs7;
 mod profile;
 mod service;
 mod signing;
@@ -17,14 +18,15 @@ mod x509;
 
 pub use csr::{VerifiedCsr, parse_and_verify_csr};
 pub use model::{
-    CaRecord, CaRole, CertRecord, CertStatus, CrlRecord, DeviceRecord, DeviceStatus, Issuance,
-    IssuanceKind, Revocation,
+    CaRecord, CaRole, CertRecord, CertStatus, CrlRecord, DeviceRecord, DeviceStatus,
+    EnrollmentToken, Issuance, IssuanceKind, Revocation,
 };
-pub use ocsp::{OcspResponder, OcspStatusSource};
+pub use ocsp::{OcspResponder, OcspStatusSource, error_response as ocsp_error_response};
 pub use profile::Profile;
 pub use service::{Ca, CaInitSpec, CaUrls, IssuedCert, RekeyOutcome};
 pub use store::{CaStore, CertFilter, StoreError};
 pub use x509::{new_serial, pem_encode_cert};
+pub use x509_ocsp::OcspResponseStatus as OcspErrorStatus;
 
 use medsec_core::{CertSerial, CoreError, DeviceId, KeyAlgorithm, Name};
 
@@ -61,6 +63,14 @@ pub enum CaError {
     CertRevoked { serial: CertSerial, reason: String },
     #[error("certificate {0} has expired")]
     CertExpired(CertSerial),
+    /// Deliberately vague: it must not tell a guesser which tokens exist.
+    #[error("enrollment token is unknown, expired or already used")]
+    TokenRejected,
+    #[error("enrollment token is for profile {token_profile}, not {requested}")]
+    TokenWrongProfile {
+        token_profile: Name,
+        requested: Name,
+    },
     #[error("imported certificate rejected: {0}")]
     Import(String),
     #[error("configuration: {0}")]

@@ -172,7 +172,23 @@ pub struct Issuance {
     /// For a rekey: the replaced certificate and when it is to be revoked as superseded
     /// (immediately when the overlap is zero).
     pub supersede: Option<(CertSerial, OffsetDateTime)>,
+    /// A one-time enrollment token this issuance spends (its SHA-256, hex). The store marks it
+    /// used in the same transaction, refusing if it is already used or expired, so a token can
+    /// never yield two certificates and a failed issuance never burns it.
+    pub spend_token: Option<String>,
     pub audit: Vec<AuditRecord>,
+}
+
+/// A one-time bootstrap credential an administrator creates for one device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EnrollmentToken {
+    /// Public identifier (not secret), for listing and audit.
+    pub id: String,
+    pub device: DeviceId,
+    pub profile: Name,
+    pub created_at: OffsetDateTime,
+    pub expires_at: OffsetDateTime,
+    pub used_at: Option<OffsetDateTime>,
 }
 
 /// A generated CRL.

@@ -16,8 +16,8 @@ use crate::CaError;
 use crate::crl::build_crl;
 use crate::csr::{VerifiedCsr, parse_and_verify_csr};
 use crate::model::{
-    CaRecord, CaRole, CertRecord, CertStatus, CrlRecord, DeviceRecord, Issuance, IssuanceKind,
-    Revocation,
+    CaRecord, CaRole, CertRecord, CertStatus, CrlRecord, DeviceRecord, DeviceStatus,
+    EnrollmentToken, Issuance, IssuanceKind, Revocation,
 };
 use crate::ocsp::{OcspResponder, OcspStatusSource};
 use crate::profile::Profile;
@@ -91,6 +91,18 @@ pub struct RekeyOutcome {
     pub old: CertSerial,
     /// When the old certificate is (or was) revoked as superseded.
     pub old_revoked_at: OffsetDateTime,
+}
+
+/// Why a certificate is being issued, and what it replaces or spends.
+enum Basis<'a> {
+    /// First certificate for a key; with a token when the device bootstrapped with one.
+    New {
+        token: Option<(&'a EnrollmentToken, &'a str)>,
+    },
+    /// Same key, new validity.
+    Renew(&'a CertRecord),
+    /// New key; the old certificate is revoked as superseded at the given time.
+    Rekey(&'a CertRecord, OffsetDateTime),
 }
 
 struct LoadedCa {
@@ -569,7 +581,7 @@ impl<S: CaStore> Ca<S> {
         let profile = self.get_profile(profile).await?;
         let csr = parse_and_verify_csr(csr)?;
         let device = DeviceId::new(profile.model.clone(), serial.clone());
-        self.issue_verified(&profile, &device, &csr, IssuanceKind::Issue, None, actor)
+        self.issue_verified(&profile, &device, &csr, Basis::New { token: None }, actor)
             .await
     }
 
@@ -578,10 +590,14 @@ impl<S: CaStore> Ca<S> {
         profile: &Profile,
         device: &DeviceId,
         csr: &VerifiedCsr,
-        kind: IssuanceKind,
-        replaces: Option<(&CertRecord, OffsetDateTime)>,
+        basis: Basis<'_>,
         actor: &Actor,
     ) -> Result<IssuedCert, CaError> {
+        let (kind, replaces, token) = match basis {
+            Basis::New { token } => (IssuanceKind::Issue, None, token),
+            Basis::Renew(old) => (IssuanceKind::Renew, Some((old, old.not_after)), None),
+            Basis::Rekey(old, at) => (IssuanceKind::Rekey, Some((old, at)), None),
+        };
         if !profile.allows(csr.key_algorithm) {
             return Err(CaError::KeyNotAllowed {
                 profile: profile.name.clone(),
@@ -662,6 +678,9 @@ impl<S: CaStore> Ca<S> {
                 "key": csr.key_algorithm,
                 "not_after": not_after.unix_timestamp(),
             });
+            if let Some((t, _)) = token {
+                details["auth"] = json!(format!("enrollment-token:{}", t.id));
+            }
             if let Some((old, at)) = replaces {
                 details["replaces"] = json!(old.serial);
                 if kind == IssuanceKind::Rekey {
@@ -672,6 +691,7 @@ impl<S: CaStore> Ca<S> {
                 supersede: replaces
                     .filter(|_| kind == IssuanceKind::Rekey)
                     .map(|(old, at)| (old.serial.clone(), at)),
+                spend_token: token.map(|(_, hash)| hash.to_owned()),
                 audit: vec![AuditRecord::new(actor, action, serial.to_hex(), details)],
                 cert: record,
             };
@@ -690,10 +710,211 @@ impl<S: CaStore> Ca<S> {
                 Err(StoreError::Refused(m)) if m.contains("retired") => {
                     return Err(CaError::DeviceRetired(device.clone()));
                 }
+                Err(StoreError::Refused(m)) if m.contains("enrollment token") => {
+                    return Err(CaError::TokenRejected);
+                }
                 Err(e) => return Err(e.into()),
             }
         }
         Err(StoreError::Conflict(last_conflict.unwrap_or_default()).into())
+    }
+
+    /// Creates a one-time enrollment token for device `serial` under `profile`, valid for
+    /// `ttl`. Returns the secret (shown once, stored only as a hash) and the token record.
+    pub async fn create_enrollment_token(
+        &self,
+        profile: &Name,
+        serial: &DeviceSerial,
+        ttl: Duration,
+        actor: &Actor,
+    ) -> Result<(String, EnrollmentToken), CaError> {
+        use base64::Engine;
+        if ttl <= Duration::ZERO || ttl > Duration::days(30) {
+            return Err(CaError::Config(
+                "a token lives between 1 second and 30 days".into(),
+            ));
+        }
+        let profile = self.get_profile(profile).await?;
+        let device = DeviceId::new(profile.model.clone(), serial.clone());
+        if let Ok(d) = self.get_device(&device).await
+            && d.status == DeviceStatus::Retired
+        {
+            return Err(CaError::DeviceRetired(device));
+        }
+        let mut secret = [0u8; 32];
+        let mut id = [0u8; 8];
+        {
+            use aws_lc_rs::rand::SecureRandom;
+            let rng = aws_lc_rs::rand::SystemRandom::new();
+            rng.fill(&mut secret)
+                .and_then(|_| rng.fill(&mut id))
+                .map_err(|_| CaError::Encoding("system RNG failed".into()))?;
+        }
+        let secret = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret);
+        let t = now();
+        let token = EnrollmentToken {
+            id: hex::encode(id),
+            device: device.clone(),
+            profile: profile.name.clone(),
+            created_at: t,
+            expires_at: t + ttl,
+            used_at: None,
+        };
+        let audit = AuditRecord::new(
+            actor,
+            AuditAction::TokenCreated,
+            device.urn(),
+            json!({"token": token.id, "profile": profile.name, "expires_at": token.expires_at.unix_timestamp()}),
+        );
+        self.store
+            .insert_enrollment_token(&token_hash(&secret), &token, &audit)
+            .await?;
+        Ok((secret, token))
+    }
+
+    /// First enrollment with a one-time token (EST simpleenroll). `label_profile` is the
+    /// profile the request was addressed to; the token must have been made for it. The token
+    /// is spent in the same transaction that stores the certificate.
+    pub async fn enroll_with_token(
+        &self,
+        label_profile: &Name,
+        secret: &str,
+        csr: &[u8],
+        actor: &Actor,
+    ) -> Result<IssuedCert, CaError> {
+        let hash = token_hash(secret);
+        let token = self
+            .store
+            .find_enrollment_token(&hash)
+            .await?
+            .ok_or(CaError::TokenRejected)?;
+        if token.used_at.is_some() || token.expires_at <= now() {
+            return Err(CaError::TokenRejected);
+        }
+        if &token.profile != label_profile {
+            return Err(CaError::TokenWrongProfile {
+                token_profile: token.profile,
+                requested: label_profile.clone(),
+            });
+        }
+        let profile = self.get_profile(&token.profile).await?;
+        let csr = parse_and_verify_csr(csr)?;
+        self.issue_verified(
+            &profile,
+            &token.device,
+            &csr,
+            Basis::New {
+                token: Some((&token, &hash)),
+            },
+            actor,
+        )
+        .await
+    }
+
+    /// Checks a certificate a device presented (already chain-verified by TLS): it must be one
+    /// we issued, unrevoked, unexpired, for an active device. Returns its record.
+    pub async fn authenticate_device_cert(&self, der: &[u8]) -> Result<CertRecord, CaError> {
+        let facts = cert_facts(der)?;
+        let rec = self
+            .store
+            .get_cert(&facts.serial)
+            .await?
+            .ok_or_else(|| CaError::CertNotFound(facts.serial.clone()))?;
+        // The serial alone is not proof: the presented bytes must be the certificate we stored.
+        if rec.der != der {
+            return Err(CaError::CertNotFound(facts.serial));
+        }
+        if let CertStatus::Revoked(r) = &rec.status {
+            return Err(CaError::CertRevoked {
+                serial: rec.serial.clone(),
+                reason: r.reason.to_string(),
+            });
+        }
+        let t = OffsetDateTime::now_utc();
+        if rec.not_after <= t || rec.not_before > t {
+            return Err(CaError::CertExpired(rec.serial.clone()));
+        }
+        if self.get_device(&rec.device).await?.status == DeviceStatus::Retired {
+            return Err(CaError::DeviceRetired(rec.device.clone()));
+        }
+        Ok(rec)
+    }
+
+    /// EST simplereenroll: the device authenticates with its current certificate and sends a
+    /// CSR with the same subject. The same key renews; a new key rekeys (the old certificate
+    /// is then revoked as superseded after the profile's overlap).
+    pub async fn reenroll(
+        &self,
+        presented: &[u8],
+        csr: &[u8],
+        actor: &Actor,
+    ) -> Result<IssuedCert, CaError> {
+        let current = self.authenticate_device_cert(presented).await?;
+        let req = parse_and_verify_csr(csr)?;
+        let cert_subject = cert_subject_der(presented)?;
+        if req.subject_der != cert_subject {
+            return Err(CaError::Csr(
+                "re-enrollment must keep the subject of the current certificate (RFC 7030 4.2.2)"
+                    .into(),
+            ));
+        }
+        if spki_hash(&req.spki_der) == current.spki_sha256 {
+            self.renew(&current.serial, actor).await
+        } else {
+            Ok(self.rekey(&current.serial, csr, None, actor).await?.issued)
+        }
+    }
+
+    /// Signs a TLS server certificate for medsec's own listeners (serverAuth; DNS names and IP
+    /// addresses from `names`), valid 30 days. Audited; not a device, so not in the registry.
+    pub async fn issue_server_cert(
+        &self,
+        issuer: &Name,
+        names: &[String],
+        spki_der: &[u8],
+        actor: &Actor,
+    ) -> Result<Vec<u8>, CaError> {
+        let ca = self.load(issuer).await?;
+        let public = rcgen::SubjectPublicKeyInfo::from_der(spki_der)?;
+        let mut p = rcgen::CertificateParams::new(Vec::<String>::new())?;
+        let first = names.first().ok_or_else(|| {
+            CaError::Config("a server certificate needs at least one name".into())
+        })?;
+        p.distinguished_name
+            .push(rcgen::DnType::CommonName, first.as_str());
+        for n in names {
+            p.subject_alt_names
+                .push(match n.parse::<std::net::IpAddr>() {
+                    Ok(ip) => rcgen::SanType::IpAddress(ip),
+                    Err(_) => rcgen::SanType::DnsName(
+                        rcgen::string::Ia5String::try_from(n.as_str()).map_err(|_| {
+                            CaError::Config(format!("server name {n:?} is not ASCII"))
+                        })?,
+                    ),
+                });
+        }
+        let serial = new_serial()?;
+        let t = now();
+        p.serial_number = Some(rcgen::SerialNumber::from_slice(
+            &serial.to_der_integer_bytes(),
+        ));
+        p.not_before = t - BACKDATE;
+        p.not_after = (t + Duration::days(30)).min(ca.record.not_after);
+        p.is_ca = rcgen::IsCa::ExplicitNoCa;
+        p.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
+        p.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+        p.use_authority_key_identifier_extension = true;
+        let cert = p.signed_by(&public, &ca.issuer)?;
+        // Recorded in the audit log only: the server's key never leaves its process and the
+        // certificate is re-issued at every start.
+        let audit = AuditRecord::new(
+            actor,
+            AuditAction::CertIssued,
+            serial.to_hex(),
+            json!({"service": true, "names": names, "issuer": issuer}),
+        );
+        self.store.append_audit(&audit).await?;
+        Ok(cert.der().to_vec())
     }
 
     async fn current(&self, serial: &CertSerial) -> Result<CertRecord, CaError> {
@@ -721,16 +942,10 @@ impl<S: CaStore> Ca<S> {
             key_algorithm: old.key_algorithm,
             spki_der: spki,
             requested_subject: old.subject.clone(),
+            subject_der: Vec::new(),
         };
-        self.issue_verified(
-            &profile,
-            &old.device,
-            &csr,
-            IssuanceKind::Renew,
-            Some((&old, old.not_after)),
-            actor,
-        )
-        .await
+        self.issue_verified(&profile, &old.device, &csr, Basis::Renew(&old), actor)
+            .await
     }
 
     /// A certificate for a new key (from a new CSR) that replaces `serial`; the old one is
@@ -756,14 +971,7 @@ impl<S: CaStore> Ca<S> {
         }
         let at = now() + overlap;
         let issued = self
-            .issue_verified(
-                &profile,
-                &old.device,
-                &csr,
-                IssuanceKind::Rekey,
-                Some((&old, at)),
-                actor,
-            )
+            .issue_verified(&profile, &old.device, &csr, Basis::Rekey(&old, at), actor)
             .await?;
         // With no overlap the old certificate is revoked now rather than at the next sweep.
         if overlap.is_zero() {
@@ -948,6 +1156,10 @@ impl<S: CaStore> Ca<S> {
         Ok(self.store.store_crl(name, &build, &audit).await?)
     }
 
+    pub async fn revoked_serials(&self) -> Result<Vec<CertSerial>, CaError> {
+        Ok(self.store.revoked_serials().await?)
+    }
+
     pub async fn latest_crl(&self, name: &Name) -> Result<Option<CrlRecord>, CaError> {
         Ok(self.store.latest_crl(name).await?)
     }
@@ -1019,6 +1231,16 @@ impl<S: CaStore> Ca<S> {
         }
         Ok(r)
     }
+}
+
+fn token_hash(secret: &str) -> String {
+    hex::encode(Sha256::digest(secret.as_bytes()))
+}
+
+fn cert_subject_der(der: &[u8]) -> Result<Vec<u8>, CaError> {
+    use x509_parser::prelude::{FromDer, X509Certificate};
+    let (_, c) = X509Certificate::from_der(der).map_err(|e| CaError::Import(e.to_string()))?;
+    Ok(c.subject().as_raw().to_vec())
 }
 
 fn spki_of_cert(der: &[u8]) -> Result<Vec<u8>, CaError> {

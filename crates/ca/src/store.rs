@@ -4,7 +4,9 @@ use async_trait::async_trait;
 use medsec_core::{AuditRecord, CertSerial, DeviceId, Name, RevocationReason};
 use time::OffsetDateTime;
 
-use crate::model::{CaRecord, CertRecord, CrlRecord, DeviceRecord, Issuance, Revocation};
+use crate::model::{
+    CaRecord, CertRecord, CrlRecord, DeviceRecord, EnrollmentToken, Issuance, Revocation,
+};
 use crate::profile::Profile;
 
 /// Storage failures, kept coarse: callers decide on the variant, the message carries detail.
@@ -83,6 +85,8 @@ pub trait CaStore: Send + Sync {
     /// Certificates whose scheduled supersession time has come and that are still unrevoked.
     async fn due_supersessions(&self, now: OffsetDateTime) -> Result<Vec<CertSerial>, StoreError>;
 
+    /// Serials of every revoked device certificate (for in-process status at TLS handshakes).
+    async fn revoked_serials(&self) -> Result<Vec<CertSerial>, StoreError>;
     /// Revoked certificates issued by `issuer` (for its CRL).
     async fn revoked_by_issuer(
         &self,
@@ -108,4 +112,20 @@ pub trait CaStore: Send + Sync {
         audit: &AuditRecord,
     ) -> Result<CrlRecord, StoreError>;
     async fn latest_crl(&self, ca: &Name) -> Result<Option<CrlRecord>, StoreError>;
+
+    /// Appends an audit entry that goes with no other change.
+    async fn append_audit(&self, audit: &AuditRecord) -> Result<(), StoreError>;
+
+    /// Stores a new enrollment token under the SHA-256 of its secret.
+    async fn insert_enrollment_token(
+        &self,
+        secret_sha256: &str,
+        token: &EnrollmentToken,
+        audit: &AuditRecord,
+    ) -> Result<(), StoreError>;
+    /// Finds a token by the SHA-256 of its secret (used or not; the caller decides).
+    async fn find_enrollment_token(
+        &self,
+        secret_sha256: &str,
+    ) -> Result<Option<EnrollmentToken>, StoreError>;
 }

@@ -30,6 +30,7 @@ pub enum AuditAction {
     CertRekeyed,
     CertRevoked,
     CrlGenerated,
+    TokenCreated,
 }
 
 impl AuditAction {
@@ -46,6 +47,7 @@ impl AuditAction {
             AuditAction::CertRekeyed => "cert.rekeyed",
             AuditAction::CertRevoked => "cert.revoked",
             AuditAction::CrlGenerated => "crl.generated",
+            AuditAction::TokenCreated => "token.created",
         }
     }
 }

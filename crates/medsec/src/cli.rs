@@ -58,9 +58,41 @@ pub enum Command {
     /// The hash-chained audit log.
     #[command(subcommand)]
     Audit(AuditCmd),
+    /// One-time enrollment tokens (EST bootstrap credentials).
+    #[command(subcommand)]
+    Token(TokenCmd),
+    /// Run the server: EST, OCSP, CRLs and the mTLS device gateway.
+    Serve(ServeArgs),
     /// Benchmarks.
     #[command(subcommand)]
     Bench(BenchCmd),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TokenCmd {
+    /// Create a one-time enrollment token for one device; the secret is printed once.
+    Create {
+        #[arg(long)]
+        profile: String,
+        /// The device's serial number.
+        #[arg(long)]
+        device: String,
+        #[arg(long, default_value_t = 24)]
+        ttl_hours: u32,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Plain HTTP address for CRLs and OCSP (overrides server.http_addr).
+    #[arg(long)]
+    pub http: Option<std::net::SocketAddr>,
+    /// HTTPS address for EST and the API (overrides server.https_addr).
+    #[arg(long)]
+    pub https: Option<std::net::SocketAddr>,
+    /// mTLS device gateway address (overrides server.device_addr).
+    #[arg(long)]
+    pub device: Option<std::net::SocketAddr>,
 }
 
 #[derive(Subcommand, Debug)]

@@ -12,6 +12,41 @@ pub struct Config {
     pub pki: PkiConfig,
     #[serde(default)]
     pub keys: KeysConfig,
+    #[serde(default)]
+    pub server: ServerConfig,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Plain HTTP for CRLs and OCSP.
+    pub http_addr: std::net::SocketAddr,
+    /// HTTPS for EST and the API.
+    pub https_addr: std::net::SocketAddr,
+    /// HTTPS with mandatory client certificates: the device gateway.
+    pub device_addr: std::net::SocketAddr,
+    /// DNS names / IP addresses in the server's own certificate.
+    pub names: Vec<String>,
+    /// Operator-supplied TLS certificate chain and PKCS#8 key (PEM); when unset the server
+    /// issues itself a 30-day certificate from its issuing CA at every start.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// Profile for EST requests without a label.
+    pub default_profile: Option<String>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            http_addr: ([127, 0, 0, 1], 8080).into(),
+            https_addr: ([127, 0, 0, 1], 8443).into(),
+            device_addr: ([127, 0, 0, 1], 8444).into(),
+            names: vec!["localhost".into(), "127.0.0.1".into()],
+            tls_cert: None,
+            tls_key: None,
+            default_profile: None,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]

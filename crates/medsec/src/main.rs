@@ -4,6 +4,7 @@ mod bench;
 mod cli;
 mod config;
 mod keys;
+mod serve;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -129,6 +130,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Crl(c) => crl_cmd(&app, c).await,
         Command::Ocsp(c) => ocsp_cmd(&app, c).await,
         Command::Audit(c) => audit_cmd(&app, c).await,
+        Command::Token(c) => token_cmd(&app, c).await,
+        Command::Serve(a) => serve::run(app, &a).await.map(|_| ExitCode::SUCCESS),
         Command::Bench(_) => unreachable_bench(),
     }
 }
@@ -703,6 +706,36 @@ async fn ocsp_cmd(app: &App, c: OcspCmd) -> Result<ExitCode> {
     let req = read_file(&request, "OCSP request")?;
     let resp = app.ca.ocsp_respond(&req).await;
     std::fs::write(&o, resp).with_context(|| format!("writing {}", o.display()))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn token_cmd(app: &App, c: TokenCmd) -> Result<ExitCode> {
+    let TokenCmd::Create {
+        profile,
+        device,
+        ttl_hours,
+    } = c;
+    let (secret, t) = app
+        .ca
+        .create_enrollment_token(
+            &Name::parse(&profile)?,
+            &DeviceSerial::parse(&device)?,
+            Duration::hours(ttl_hours.into()),
+            &app.actor,
+        )
+        .await?;
+    out(
+        app,
+        json!({"id": t.id, "token": secret, "device": t.device.urn(), "profile": t.profile, "expires_at": fmt_time(t.expires_at)}),
+        || {
+            format!(
+                "{secret}\n(token {} for {}, expires {}; shown once)",
+                t.id,
+                t.device,
+                fmt_time(t.expires_at)
+            )
+        },
+    );
     Ok(ExitCode::SUCCESS)
 }
 

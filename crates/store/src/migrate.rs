@@ -11,11 +11,18 @@ pub(crate) struct Migration {
     pub sql: &'static str,
 }
 
-pub(crate) const SQLITE: &[Migration] = &[Migration {
-    version: 1,
-    name: "ca",
-    sql: include_str!("../migrations/sqlite/0001_ca.sql"),
-}];
+pub(crate) const SQLITE: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "ca",
+        sql: include_str!("../migrations/sqlite/0001_ca.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "enrollment_tokens",
+        sql: include_str!("../migrations/sqlite/0002_enrollment_tokens.sql"),
+    },
+];
 
 fn be(e: sqlx::Error) -> StoreError {
     StoreError::Backend(e.to_string())

@@ -12,7 +12,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use medsec_ca::{
     CaRecord, CaRole, CaStore, CertFilter, CertRecord, CertStatus, CrlRecord, DeviceRecord,
-    DeviceStatus, Issuance, IssuanceKind, Profile, Revocation,
+    DeviceStatus, EnrollmentToken, Issuance, IssuanceKind, Profile, Revocation,
 };
 use medsec_core::{
     AuditEntry, AuditRecord, CertSerial, DeviceId, DeviceModel, DeviceSerial, KeyAlgorithm, Name,
@@ -271,6 +271,25 @@ async fn insert_issuances(
     })?;
 
     for iss in items {
+        if let Some(hash) = &iss.spend_token {
+            let n = sqlx::query(
+                "UPDATE enrollment_tokens SET used_at = ?, used_by_cert = ?
+                 WHERE secret_sha256 = ? AND used_at IS NULL AND expires_at > ?",
+            )
+            .bind(ts(iss.cert.issued_at))
+            .bind(iss.cert.serial.to_hex())
+            .bind(hash)
+            .bind(ts(iss.cert.issued_at))
+            .execute(&mut *conn)
+            .await
+            .map_err(be)?
+            .rows_affected();
+            if n != 1 {
+                return Err(StoreError::Refused(
+                    "enrollment token is unknown, expired or already used".into(),
+                ));
+            }
+        }
         if let Some((old, at)) = &iss.supersede {
             let n = sqlx::query(
                 "UPDATE certs SET revoke_after = ? WHERE serial = ? AND revoked_at IS NULL",
@@ -760,6 +779,15 @@ impl CaStore for SqliteStore {
         v.iter().map(|s| parse("serial", s)).collect()
     }
 
+    async fn revoked_serials(&self) -> Result<Vec<CertSerial>, StoreError> {
+        let v: Vec<String> =
+            sqlx::query_scalar("SELECT serial FROM certs WHERE revoked_at IS NOT NULL")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(be)?;
+        v.iter().map(|s| parse("serial", s)).collect()
+    }
+
     async fn revoked_by_issuer(
         &self,
         issuer: &Name,
@@ -868,6 +896,66 @@ impl CaStore for SqliteStore {
             .map_err(be)?
             .map(|r| crl_from(&r))
             .transpose()
+    }
+
+    async fn append_audit(&self, audit: &AuditRecord) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        append_audit(&mut tx, audit).await?;
+        tx.commit().await.map_err(be)
+    }
+
+    async fn insert_enrollment_token(
+        &self,
+        secret_sha256: &str,
+        t: &EnrollmentToken,
+        audit: &AuditRecord,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        sqlx::query(
+            "INSERT INTO enrollment_tokens (secret_sha256, id, device_model, device_serial, profile, created_at, expires_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(secret_sha256)
+        .bind(&t.id)
+        .bind(t.device.model.as_str())
+        .bind(t.device.serial.as_str())
+        .bind(t.profile.as_str())
+        .bind(ts(t.created_at))
+        .bind(ts(t.expires_at))
+        .execute(&mut *tx)
+        .await
+        .map_err(be)?;
+        append_audit(&mut tx, audit).await?;
+        tx.commit().await.map_err(be)
+    }
+
+    async fn find_enrollment_token(
+        &self,
+        secret_sha256: &str,
+    ) -> Result<Option<EnrollmentToken>, StoreError> {
+        let row = sqlx::query("SELECT * FROM enrollment_tokens WHERE secret_sha256 = ?")
+            .bind(secret_sha256)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(be)?;
+        let Some(r) = row else { return Ok(None) };
+        Ok(Some(EnrollmentToken {
+            id: r.try_get("id").map_err(be)?,
+            device: DeviceId::new(
+                parse(
+                    "device model",
+                    &r.try_get::<String, _>("device_model").map_err(be)?,
+                )?,
+                parse(
+                    "device serial",
+                    &r.try_get::<String, _>("device_serial").map_err(be)?,
+                )?,
+            ),
+            profile: parse("profile", &r.try_get::<String, _>("profile").map_err(be)?)?,
+            created_at: from_ts(r.try_get("created_at").map_err(be)?)?,
+            expires_at: from_ts(r.try_get("expires_at").map_err(be)?)?,
+            used_at: opt_ts(r.try_get("used_at").map_err(be)?)?,
+        }))
     }
 }
 

@@ -301,6 +301,7 @@ async fn serial_story<S: CaStore + AuditLog + Clone + 'static>(store: S, dir: &s
     let dup = medsec_ca::Issuance {
         cert: one.clone(),
         supersede: None,
+        spend_token: None,
         audit: vec![medsec_core::AuditRecord::new(
             &actor,
             medsec_core::AuditAction::CertIssued,

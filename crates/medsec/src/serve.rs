@@ -1,0 +1,132 @@
+//! `medsec serve`: binds the listeners, prepares a demo CA on an empty data directory, and runs
+//! the server.
+
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use medsec_ca::{CaInitSpec, CaRole, CaUrls, Profile};
+use medsec_core::{DeviceModel, KeyAlgorithm, Name};
+use medsec_server::{AppState, Bound, Listeners, ServerIdentity};
+use time::Duration;
+
+use crate::App;
+use crate::cli::ServeArgs;
+
+pub async fn run(app: App, args: &ServeArgs) -> Result<()> {
+    let cfg = &app.cfg.server;
+    let want = Listeners {
+        http: args.http.unwrap_or(cfg.http_addr),
+        https: args.https.unwrap_or(cfg.https_addr),
+        device: args.device.unwrap_or(cfg.device_addr),
+    };
+    let bound = Bound::bind(&want).await?;
+    let addrs = bound.addrs();
+
+    // An empty data directory gets a working demo: a CA whose CRL and OCSP URLs point here,
+    // and a default profile for EST requests without a label.
+    if app.ca.list_cas().await?.is_empty() {
+        let pki = &app.cfg.pki;
+        let base = format!("http://{}", addrs.http);
+        let spec = CaInitSpec {
+            root_name: Name::parse("root")?,
+            root_common_name: format!("{} Device Root CA", pki.organization),
+            issuing_name: Name::parse("issuing")?,
+            issuing_common_name: format!("{} Device Issuing CA", pki.organization),
+            organization: pki.organization.clone(),
+            country: pki.country.clone(),
+            key_algorithm: pki.key_algorithm.parse()?,
+            root_validity_days: pki.root_validity_days,
+            issuing_validity_days: pki.issuing_validity_days,
+            root_crl_validity: Duration::hours(pki.root_crl_hours.into()),
+            issuing_crl_validity: Duration::hours(pki.issuing_crl_hours.into()),
+            urls: CaUrls {
+                crl_url_template: Some(
+                    pki.crl_url
+                        .clone()
+                        .unwrap_or(format!("{base}/crl/{{ca}}.crl")),
+                ),
+                ocsp_url: Some(pki.ocsp_url.clone().unwrap_or(format!("{base}/ocsp"))),
+            },
+        };
+        app.ca
+            .init(&spec, &app.actor)
+            .await
+            .context("initializing the demo CA")?;
+        eprintln!("initialized a demo CA (root, issuing) in this data directory");
+    }
+    if app.ca.list_profiles().await?.is_empty() {
+        let issuer = app
+            .ca
+            .list_cas()
+            .await?
+            .into_iter()
+            .find(|c| c.role == CaRole::Issuing)
+            .map(|c| c.name)
+            .context("no issuing CA: run `medsec ca add-issuing`")?;
+        let p = Profile {
+            name: Name::parse("default")?,
+            model: DeviceModel::parse("demo-device")?,
+            issuer,
+            key_types: vec![
+                KeyAlgorithm::EcdsaP256,
+                KeyAlgorithm::EcdsaP384,
+                KeyAlgorithm::Ed25519,
+            ],
+            validity_days: 365,
+            server_auth: false,
+            organization: app.cfg.pki.organization.clone(),
+            cn_template: "{model}-{serial}".into(),
+            requires_bootstrap: true,
+            rekey_overlap_days: 7,
+        };
+        app.ca.put_profile(&p, &app.actor).await?;
+        eprintln!("created profile `default` (model demo-device)");
+    }
+    let default_profile = match &cfg.default_profile {
+        Some(p) => Some(Name::parse(p)?),
+        None => {
+            let ps = app.ca.list_profiles().await?;
+            ps.iter()
+                .find(|p| p.name.as_str() == "default")
+                .or(ps.first())
+                .map(|p| p.name.clone())
+        }
+    };
+    let server_issuer = match &default_profile {
+        Some(p) => app.ca.get_profile(p).await?.issuer,
+        None => bail!("no certificate profile exists: create one with `medsec profile set`"),
+    };
+    let tls_cert = cfg.tls_cert.clone();
+    let tls_key = cfg.tls_key.clone();
+    let names = cfg.names.clone();
+    let state = Arc::new(AppState::new(app.ca, default_profile));
+    let identity = match (tls_cert, tls_key) {
+        (Some(c), Some(k)) => ServerIdentity::from_pem(
+            &std::fs::read(&c).with_context(|| format!("reading {}", c.display()))?,
+            &std::fs::read(&k).with_context(|| format!("reading {}", k.display()))?,
+        )?,
+        (None, None) => ServerIdentity::issue(&state, &server_issuer, &names).await?,
+        _ => bail!("server.tls_cert and server.tls_key go together"),
+    };
+    // Scheduled supersessions (rekeys with overlap) fall due while the server runs.
+    {
+        let state = state.clone();
+        tokio::spawn(async move {
+            loop {
+                match state.ca.process_due_supersessions(&state.actor).await {
+                    Ok(v) if !v.is_empty() => state.revocation_changed().await,
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!("supersession sweep failed: {e}"),
+                }
+                tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+            }
+        });
+    }
+    // One line on stdout that scripts and tests can parse.
+    println!(
+        "medsec listening http={} https={} device={}",
+        addrs.http, addrs.https, addrs.device
+    );
+    medsec_server::serve(bound, state, &identity).await?;
+    Ok(())
+}

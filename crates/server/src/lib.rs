@@ -1,0 +1,107 @@
+//! The network face of medsec: EST enrollment (RFC 7030), an OCSP responder (RFC 6960), CRL
+//! distribution, and the mTLS device gateway, over axum and rustls.
+//!
+//! This is the only crate that knows HTTP. It holds no policy of its own: every decision
+//! (who may enroll, what a certificate contains, whether a certificate is good) is the CA's;
+//! this crate parses, bounds and routes requests, and maps domain errors to HTTP answers.
+
+mod accept;
+mod est;
+mod gateway;
+mod pki;
+mod problem;
+mod state;
+mod tls;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+pub use problem::Problem;
+pub use state::{AppState, RevocationWatch};
+pub use tls::{ServerIdentity, device_tls_config, est_tls_config};
+
+/// Errors starting or running the server.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServerError {
+    #[error("listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("TLS configuration: {0}")]
+    Tls(String),
+    #[error(transparent)]
+    Ca(#[from] medsec_ca::CaError),
+}
+
+/// Where the listeners go.
+#[derive(Debug, Clone)]
+pub struct Listeners {
+    /// Plain HTTP: CRLs and OCSP, which relying parties fetch without TLS (RFC 5280, 6960).
+    pub http: SocketAddr,
+    /// HTTPS for people and machines: EST and the API. Client certificates are optional here
+    /// (EST re-enrollment and IDevID bootstrap present one).
+    pub https: SocketAddr,
+    /// HTTPS with mandatory client certificates: the device gateway.
+    pub device: SocketAddr,
+}
+
+/// Bound listeners, so callers (and tests) learn the real ports before serving.
+pub struct Bound {
+    http: tokio::net::TcpListener,
+    https: tokio::net::TcpListener,
+    device: tokio::net::TcpListener,
+}
+
+impl Bound {
+    pub async fn bind(l: &Listeners) -> Result<Self, ServerError> {
+        let b = |addr: SocketAddr| async move {
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|source| ServerError::Bind { addr, source })
+        };
+        Ok(Bound {
+            http: b(l.http).await?,
+            https: b(l.https).await?,
+            device: b(l.device).await?,
+        })
+    }
+
+    /// The actual addresses (port 0 in the request becomes a real port).
+    pub fn addrs(&self) -> Listeners {
+        let a = |l: &tokio::net::TcpListener| {
+            l.local_addr()
+                .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+        };
+        Listeners {
+            http: a(&self.http),
+            https: a(&self.https),
+            device: a(&self.device),
+        }
+    }
+}
+
+/// Serves until the process ends or a listener fails.
+pub async fn serve<S: medsec_ca::CaStore + 'static>(
+    bound: Bound,
+    state: Arc<AppState<S>>,
+    identity: &ServerIdentity,
+) -> Result<(), ServerError> {
+    let est_cfg = Arc::new(est_tls_config(&state, identity).await?);
+    let dev_cfg = Arc::new(device_tls_config(&state, identity).await?);
+    let plain = pki::router(state.clone());
+    let https = est::router(state.clone());
+    let device = gateway::router(state.clone());
+    state.watch.clone().spawn(state.clone());
+    let h = tokio::spawn(async move { axum::serve(bound.http, plain).await });
+    let e = tokio::spawn(accept::serve_tls(bound.https, est_cfg, https));
+    let d = tokio::spawn(accept::serve_tls(bound.device, dev_cfg, device));
+    tokio::select! {
+        r = h => tracing::error!("HTTP listener stopped: {r:?}"),
+        r = e => tracing::error!("HTTPS listener stopped: {r:?}"),
+        r = d => tracing::error!("device listener stopped: {r:?}"),
+    }
+    Ok(())
+}

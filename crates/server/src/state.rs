@@ -1,0 +1,137 @@
+//! Shared server state: the CA, the in-process revocation view, and the OCSP response cache.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use medsec_ca::{Ca, CaStore};
+use medsec_core::{Actor, Name};
+
+/// What every handler reaches.
+pub struct AppState<S> {
+    pub ca: Ca<S>,
+    /// Audit actor for changes made by the server itself (enrollments carry the device).
+    pub actor: Actor,
+    /// Profile used by EST requests without a label.
+    pub default_profile: Option<Name>,
+    pub watch: Arc<RevocationWatch>,
+    pub ocsp_cache: OcspCache,
+}
+
+impl<S: CaStore> AppState<S> {
+    pub fn new(ca: Ca<S>, default_profile: Option<Name>) -> Self {
+        AppState {
+            ca,
+            actor: Actor::system(),
+            default_profile,
+            watch: Arc::new(RevocationWatch::default()),
+            ocsp_cache: OcspCache::default(),
+        }
+    }
+
+    /// Called after any revocation this process makes, so that OCSP, CRLs and the gateway
+    /// reflect it at once rather than at the next poll.
+    pub async fn revocation_changed(&self) {
+        self.watch.refresh(self).await;
+    }
+}
+
+/// The set of revoked certificate serials, read at every TLS handshake on the device listener
+/// (a rustls verifier cannot wait on the database), refreshed from the store by polling and
+/// immediately after in-process revocations.
+#[derive(Default)]
+pub struct RevocationWatch {
+    revoked: RwLock<HashSet<Vec<u8>>>,
+    generation: AtomicU64,
+}
+
+/// How often the store is polled for revocations made by other processes (the CLI).
+const POLL: Duration = Duration::from_millis(500);
+
+impl RevocationWatch {
+    /// Is this serial (minimal big-endian magnitude) revoked?
+    pub fn is_revoked(&self, serial: &[u8]) -> bool {
+        self.revoked
+            .read()
+            .map(|s| s.contains(serial))
+            .unwrap_or(true)
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    pub(crate) async fn refresh<S: CaStore>(&self, state: &AppState<S>) {
+        let serials = match state.ca.revoked_serials().await {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!("revocation refresh failed: {e}");
+                return;
+            }
+        };
+        let new: HashSet<Vec<u8>> = serials.iter().map(|s| s.as_bytes().to_vec()).collect();
+        let changed = self.revoked.read().map(|cur| *cur != new).unwrap_or(true);
+        if !changed {
+            return;
+        }
+        if let Ok(mut cur) = self.revoked.write() {
+            *cur = new;
+        }
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        state.ocsp_cache.clear();
+        // Regenerate every CRL now, so the distribution point serves the revocation at once.
+        if let Ok(cas) = state.ca.list_cas().await {
+            for c in cas.iter().filter(|c| c.key_ref.is_some()) {
+                if let Err(e) = state.ca.generate_crl(&c.name, &state.actor).await {
+                    tracing::warn!("CRL regeneration for {} failed: {e}", c.name);
+                }
+            }
+        }
+    }
+
+    pub fn spawn<S: CaStore + 'static>(self: Arc<Self>, state: Arc<AppState<S>>) {
+        tokio::spawn(async move {
+            loop {
+                self.refresh(&state).await;
+                tokio::time::sleep(POLL).await;
+            }
+        });
+    }
+}
+
+/// OCSP responses keyed by the request bytes, dropped on any revocation change and at expiry.
+#[derive(Default)]
+pub struct OcspCache {
+    map: Mutex<HashMap<Vec<u8>, CachedResponse>>,
+}
+
+/// A DER response and when it was made.
+type CachedResponse = (Vec<u8>, Instant);
+
+/// How long a cached response is served; well under the responses' own validity.
+const OCSP_CACHE_TTL: Duration = Duration::from_secs(60);
+const OCSP_CACHE_MAX: usize = 100_000;
+
+impl OcspCache {
+    pub fn get(&self, req: &[u8]) -> Option<Vec<u8>> {
+        let m = self.map.lock().ok()?;
+        let (resp, at) = m.get(req)?;
+        (at.elapsed() < OCSP_CACHE_TTL).then(|| resp.clone())
+    }
+
+    pub fn put(&self, req: Vec<u8>, resp: Vec<u8>) {
+        if let Ok(mut m) = self.map.lock() {
+            if m.len() >= OCSP_CACHE_MAX {
+                m.clear();
+            }
+            m.insert(req, (resp, Instant::now()));
+        }
+    }
+
+    pub fn clear(&self) {
+        if let Ok(mut m) = self.map.lock() {
+            m.clear();
+        }
+    }
+}
