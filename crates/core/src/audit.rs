@@ -31,6 +31,7 @@ pub enum AuditAction {
     CertRevoked,
     CrlGenerated,
     TokenCreated,
+    ApiTokenCreated,
 }
 
 impl AuditAction {
@@ -48,6 +49,7 @@ impl AuditAction {
             AuditAction::CertRevoked => "cert.revoked",
             AuditAction::CrlGenerated => "crl.generated",
             AuditAction::TokenCreated => "token.created",
+            AuditAction::ApiTokenCreated => "api-token.created",
         }
     }
 }

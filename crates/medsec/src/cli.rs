@@ -61,6 +61,9 @@ pub enum Command {
     /// One-time enrollment tokens (EST bootstrap credentials).
     #[command(subcommand)]
     Token(TokenCmd),
+    /// API tokens for the admin REST API.
+    #[command(subcommand)]
+    Apitoken(ApiTokenCmd),
     /// Run the server: EST, OCSP, CRLs and the mTLS device gateway.
     Serve(ServeArgs),
     /// Benchmarks.
@@ -79,6 +82,21 @@ pub enum TokenCmd {
         device: String,
         #[arg(long, default_value_t = 24)]
         ttl_hours: u32,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ApiTokenCmd {
+    /// Create an API token; the secret is printed once.
+    Create {
+        #[arg(long)]
+        name: String,
+        /// admin, operator or auditor.
+        #[arg(long)]
+        role: String,
+        /// Expire after this many days (default: no expiry).
+        #[arg(long)]
+        ttl_days: Option<u32>,
     },
 }
 

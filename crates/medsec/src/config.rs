@@ -69,8 +69,9 @@ impl Default for PkiConfig {
         PkiConfig {
             organization: "medsec demo manufacturer".into(),
             country: None,
-            crl_url: Some("http://127.0.0.1:8080/crl/{ca}.crl".into()),
-            ocsp_url: Some("http://127.0.0.1:8080/ocsp".into()),
+            // Unset: `medsec serve` points them at its own listener; `ca init` at the default one.
+            crl_url: None,
+            ocsp_url: None,
             key_algorithm: "ecdsa-p256".into(),
             root_validity_days: 20 * 365,
             issuing_validity_days: 10 * 365,

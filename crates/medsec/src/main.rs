@@ -131,6 +131,32 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Ocsp(c) => ocsp_cmd(&app, c).await,
         Command::Audit(c) => audit_cmd(&app, c).await,
         Command::Token(c) => token_cmd(&app, c).await,
+        Command::Apitoken(ApiTokenCmd::Create {
+            name,
+            role,
+            ttl_days,
+        }) => {
+            let role: medsec_auth::Role = role.parse()?;
+            let (secret, t) = medsec_auth::create_token(
+                &app.store,
+                &name,
+                role,
+                ttl_days.map(|d| Duration::days(d.into())),
+                &app.actor,
+            )
+            .await?;
+            out(
+                &app,
+                json!({"id": t.id, "name": t.name, "role": t.role, "token": secret}),
+                || {
+                    format!(
+                        "{secret}\n(API token {} `{}` with role {}; shown once)",
+                        t.id, t.name, t.role
+                    )
+                },
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Serve(a) => serve::run(app, &a).await.map(|_| ExitCode::SUCCESS),
         Command::Bench(_) => unreachable_bench(),
     }
@@ -177,10 +203,27 @@ fn fmt_time(t: OffsetDateTime) -> String {
     t.format(&Rfc3339).unwrap_or_else(|_| t.to_string())
 }
 
+/// Where `medsec serve` listens by default (server.http_addr); used when pki.crl_url and
+/// pki.ocsp_url are not configured.
+const DEFAULT_CRL_URL: &str = "http://127.0.0.1:8080/crl/{ca}.crl";
+const DEFAULT_OCSP_URL: &str = "http://127.0.0.1:8080/ocsp";
+
 fn urls(app: &App) -> CaUrls {
     CaUrls {
-        crl_url_template: app.cfg.pki.crl_url.clone(),
-        ocsp_url: app.cfg.pki.ocsp_url.clone(),
+        crl_url_template: Some(
+            app.cfg
+                .pki
+                .crl_url
+                .clone()
+                .unwrap_or_else(|| DEFAULT_CRL_URL.into()),
+        ),
+        ocsp_url: Some(
+            app.cfg
+                .pki
+                .ocsp_url
+                .clone()
+                .unwrap_or_else(|| DEFAULT_OCSP_URL.into()),
+        ),
     }
 }
 
@@ -201,9 +244,10 @@ async fn ca_cmd(app: &App, c: CaCmd) -> Result<ExitCode> {
                 .clone()
                 .unwrap_or_else(|| pki.organization.clone());
             let alg: KeyAlgorithm = a.key_alg.as_deref().unwrap_or(&pki.key_algorithm).parse()?;
+            let defaults = urls(app);
             let u = CaUrls {
-                crl_url_template: a.crl_url.clone().or_else(|| pki.crl_url.clone()),
-                ocsp_url: a.ocsp_url.clone().or_else(|| pki.ocsp_url.clone()),
+                crl_url_template: a.crl_url.clone().or(defaults.crl_url_template),
+                ocsp_url: a.ocsp_url.clone().or(defaults.ocsp_url),
             };
             let spec = CaInitSpec {
                 root_name: Name::parse(&a.root_name)?,

@@ -99,7 +99,8 @@ pub async fn run(app: App, args: &ServeArgs) -> Result<()> {
     let tls_cert = cfg.tls_cert.clone();
     let tls_key = cfg.tls_key.clone();
     let names = cfg.names.clone();
-    let state = Arc::new(AppState::new(app.ca, default_profile));
+    let auth: Arc<dyn medsec_auth::AuthStore> = Arc::new(app.store.clone());
+    let state = Arc::new(AppState::new(app.ca, default_profile, auth));
     let identity = match (tls_cert, tls_key) {
         (Some(c), Some(k)) => ServerIdentity::from_pem(
             &std::fs::read(&c).with_context(|| format!("reading {}", c.display()))?,

@@ -9,7 +9,9 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Extension, Path, State};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Extension, Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -36,7 +38,9 @@ pub fn router<S: CaStore + 'static>(state: Arc<AppState<S>>) -> Router {
             get(est_get_label::<S>).post(est_post_label::<S>),
         )
         .route("/healthz", get(|| async { "ok" }))
+        .merge(crate::api::router::<S>())
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::from_fn(crate::limit::deadline))
         .with_state(state)
 }
 
@@ -78,19 +82,35 @@ async fn est_post<S: CaStore>(
     st: State<Arc<AppState<S>>>,
     Path(op): Path<String>,
     Extension(peer): Extension<PeerCerts>,
+    ConnectInfo(from): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, Problem> {
+    limit(&st, from)?;
     post_op(&st, None, &op, &peer, &headers, &body).await
+}
+
+fn limit<S>(st: &AppState<S>, from: SocketAddr) -> Result<(), Problem> {
+    if st.limiter.allow(from.ip()) {
+        Ok(())
+    } else {
+        Err(Problem::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "about:blank",
+            "too many enrollment requests from this address; retry later",
+        ))
+    }
 }
 
 async fn est_post_label<S: CaStore>(
     st: State<Arc<AppState<S>>>,
     Path((label, op)): Path<(String, String)>,
     Extension(peer): Extension<PeerCerts>,
+    ConnectInfo(from): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, Problem> {
+    limit(&st, from)?;
     post_op(&st, Some(&label), &op, &peer, &headers, &body).await
 }
 

@@ -6,8 +6,11 @@
 //! this crate parses, bounds and routes requests, and maps domain errors to HTTP answers.
 
 mod accept;
+mod api;
 mod est;
 mod gateway;
+mod limit;
+mod openapi;
 mod pki;
 mod problem;
 mod state;

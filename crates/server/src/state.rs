@@ -17,16 +17,28 @@ pub struct AppState<S> {
     pub default_profile: Option<Name>,
     pub watch: Arc<RevocationWatch>,
     pub ocsp_cache: OcspCache,
+    pub auth: Arc<dyn medsec_auth::AuthStore>,
+    /// Verified API tokens, keyed by the SHA-256 of the presented string, so that Argon2id runs
+    /// once per token per TTL rather than on every request.
+    pub(crate) token_cache: Mutex<HashMap<[u8; 32], (medsec_auth::Principal, Instant)>>,
+    pub(crate) limiter: crate::limit::RateLimiter,
 }
 
 impl<S: CaStore> AppState<S> {
-    pub fn new(ca: Ca<S>, default_profile: Option<Name>) -> Self {
+    pub fn new(
+        ca: Ca<S>,
+        default_profile: Option<Name>,
+        auth: Arc<dyn medsec_auth::AuthStore>,
+    ) -> Self {
         AppState {
             ca,
             actor: Actor::system(),
             default_profile,
             watch: Arc::new(RevocationWatch::default()),
             ocsp_cache: OcspCache::default(),
+            auth,
+            token_cache: Mutex::new(HashMap::new()),
+            limiter: crate::limit::RateLimiter::default(),
         }
     }
 

@@ -22,6 +22,11 @@ pub(crate) const SQLITE: &[Migration] = &[
         name: "enrollment_tokens",
         sql: include_str!("../migrations/sqlite/0002_enrollment_tokens.sql"),
     },
+    Migration {
+        version: 3,
+        name: "api_tokens",
+        sql: include_str!("../migrations/sqlite/0003_api_tokens.sql"),
+    },
 ];
 
 fn be(e: sqlx::Error) -> StoreError {

@@ -991,3 +991,54 @@ impl AuditLog for SqliteStore {
             .map_err(be)
     }
 }
+
+#[async_trait]
+impl medsec_auth::AuthStore for SqliteStore {
+    async fn insert_api_token(
+        &self,
+        t: &medsec_auth::ApiToken,
+        phc_hash: &str,
+        audit: &AuditRecord,
+    ) -> Result<(), medsec_auth::AuthError> {
+        let err = |e: StoreError| medsec_auth::AuthError::Store(e.to_string());
+        let mut tx = self.begin().await.map_err(err)?;
+        sqlx::query(
+            "INSERT INTO api_tokens (id, name, role, phc_hash, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&t.id)
+        .bind(&t.name)
+        .bind(t.role.as_str())
+        .bind(phc_hash)
+        .bind(ts(t.created_at))
+        .bind(t.expires_at.map(ts))
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| err(be(e)))?;
+        append_audit(&mut tx, audit).await.map_err(err)?;
+        tx.commit().await.map_err(|e| err(be(e)))
+    }
+
+    async fn get_api_token(
+        &self,
+        id: &str,
+    ) -> Result<Option<(medsec_auth::ApiToken, String)>, medsec_auth::AuthError> {
+        let err = |e: StoreError| medsec_auth::AuthError::Store(e.to_string());
+        let row = sqlx::query("SELECT * FROM api_tokens WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| err(be(e)))?;
+        let Some(r) = row else { return Ok(None) };
+        let get_s = |c: &str| r.try_get::<String, _>(c).map_err(|e| err(be(e)));
+        let role: String = get_s("role")?;
+        let t = medsec_auth::ApiToken {
+            id: get_s("id")?,
+            name: get_s("name")?,
+            role: role.parse()?,
+            created_at: from_ts(r.try_get("created_at").map_err(|e| err(be(e)))?).map_err(err)?,
+            expires_at: opt_ts(r.try_get("expires_at").map_err(|e| err(be(e)))?).map_err(err)?,
+            revoked: r.try_get::<i64, _>("revoked").map_err(|e| err(be(e)))? != 0,
+        };
+        Ok(Some((t, get_s("phc_hash")?)))
+    }
+}

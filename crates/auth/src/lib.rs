@@ -1,0 +1,286 @@
+//! Who may call the API: API tokens with roles, stored as Argon2id hashes.
+//!
+//! A token reads `mst_<id>_<secret>`. The id finds the row; the secret (256 random bits) is
+//! checked against its Argon2id PHC hash, so a copy of the database yields no usable token.
+//! Roles are fixed and ordered: an auditor reads, an operator also runs the device lifecycle
+//! (issue, revoke, retire, enrollment tokens), an admin also changes configuration (profiles,
+//! CAs, API tokens).
+
+use std::fmt;
+use std::str::FromStr;
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use async_trait::async_trait;
+use base64::Engine;
+use medsec_core::{Actor, AuditRecord};
+use serde::Serialize;
+use time::OffsetDateTime;
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AuthError {
+    /// Deliberately uninformative: the caller must not learn which part was wrong.
+    #[error("invalid or expired API token")]
+    InvalidToken,
+    #[error("role {have} may not {action}; it needs {need}")]
+    Forbidden {
+        have: Role,
+        need: Role,
+        action: &'static str,
+    },
+    #[error("invalid {what}: {reason}")]
+    Invalid { what: &'static str, reason: String },
+    #[error("store: {0}")]
+    Store(String),
+}
+
+/// API roles, ordered by power.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Auditor,
+    Operator,
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Auditor => "auditor",
+            Role::Operator => "operator",
+            Role::Admin => "admin",
+        }
+    }
+
+    /// Checks that this role is at least `need` for `action`.
+    pub fn require(self, need: Role, action: &'static str) -> Result<(), AuthError> {
+        if self >= need {
+            Ok(())
+        } else {
+            Err(AuthError::Forbidden {
+                have: self,
+                need,
+                action,
+            })
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Role {
+    type Err = AuthError;
+    fn from_str(s: &str) -> Result<Self, AuthError> {
+        match s {
+            "auditor" => Ok(Role::Auditor),
+            "operator" => Ok(Role::Operator),
+            "admin" => Ok(Role::Admin),
+            _ => Err(AuthError::Invalid {
+                what: "role",
+                reason: format!("{s:?}: expected admin, operator or auditor"),
+            }),
+        }
+    }
+}
+
+/// A stored API token (without its secret).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ApiToken {
+    pub id: String,
+    pub name: String,
+    pub role: Role,
+    pub created_at: OffsetDateTime,
+    pub expires_at: Option<OffsetDateTime>,
+    pub revoked: bool,
+}
+
+/// An authenticated caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    pub token_id: String,
+    pub name: String,
+    pub role: Role,
+}
+
+impl Principal {
+    pub fn actor(&self) -> Actor {
+        Actor::parse(&format!("api:{}", self.name)).unwrap_or_else(|_| Actor::system())
+    }
+}
+
+/// Storage the API token scheme needs.
+#[async_trait]
+pub trait AuthStore: Send + Sync {
+    async fn insert_api_token(
+        &self,
+        token: &ApiToken,
+        phc_hash: &str,
+        audit: &AuditRecord,
+    ) -> Result<(), AuthError>;
+    async fn get_api_token(&self, id: &str) -> Result<Option<(ApiToken, String)>, AuthError>;
+}
+
+/// Argon2id with a modest cost: the secret is 256 random bits, so the hash guards against
+/// database theft, not guessing; the server caches verified tokens to keep requests cheap.
+fn hasher() -> argon2::Argon2<'static> {
+    let params = argon2::Params::new(19 * 1024, 2, 1, None).unwrap_or_default();
+    argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params)
+}
+
+fn random_bytes<const N: usize>() -> Result<[u8; N], AuthError> {
+    use aws_lc_rs::rand::SecureRandom;
+    let mut b = [0u8; N];
+    aws_lc_rs::rand::SystemRandom::new()
+        .fill(&mut b)
+        .map_err(|_| AuthError::Store("system RNG failed".into()))?;
+    Ok(b)
+}
+
+/// Creates a token named `name` with `role`; returns the full token string (shown once).
+pub async fn create_token(
+    store: &dyn AuthStore,
+    name: &str,
+    role: Role,
+    ttl: Option<time::Duration>,
+    actor: &Actor,
+) -> Result<(String, ApiToken), AuthError> {
+    if name.is_empty()
+        || name.len() > 64
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+    {
+        return Err(AuthError::Invalid {
+            what: "token name",
+            reason: "1-64 characters of letters, digits, '-', '_' and '.'".into(),
+        });
+    }
+    let id = hex::encode(random_bytes::<8>()?);
+    let secret = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_bytes::<32>()?);
+    let salt = SaltString::encode_b64(&random_bytes::<16>()?)
+        .map_err(|e| AuthError::Store(e.to_string()))?;
+    let phc = hasher()
+        .hash_password(secret.as_bytes(), &salt)
+        .map_err(|e| AuthError::Store(e.to_string()))?
+        .to_string();
+    let now = OffsetDateTime::now_utc()
+        .replace_nanosecond(0)
+        .unwrap_or(OffsetDateTime::now_utc());
+    let token = ApiToken {
+        id: id.clone(),
+        name: name.to_owned(),
+        role,
+        created_at: now,
+        expires_at: ttl.map(|t| now + t),
+        revoked: false,
+    };
+    let audit = AuditRecord::new(
+        actor,
+        medsec_core::AuditAction::ApiTokenCreated,
+        format!("api-token:{id}"),
+        serde_json::json!({"name": name, "role": role}),
+    );
+    store.insert_api_token(&token, &phc, &audit).await?;
+    Ok((format!("mst_{id}_{secret}"), token))
+}
+
+/// Checks a presented token string and returns its principal.
+pub async fn verify_token(store: &dyn AuthStore, presented: &str) -> Result<Principal, AuthError> {
+    let rest = presented
+        .strip_prefix("mst_")
+        .ok_or(AuthError::InvalidToken)?;
+    let (id, secret) = rest.split_once('_').ok_or(AuthError::InvalidToken)?;
+    if id.len() != 16 || !id.bytes().all(|b| b.is_ascii_hexdigit()) || secret.len() > 100 {
+        return Err(AuthError::InvalidToken);
+    }
+    let (token, phc) = store
+        .get_api_token(id)
+        .await?
+        .ok_or(AuthError::InvalidToken)?;
+    let parsed = PasswordHash::new(&phc).map_err(|_| AuthError::InvalidToken)?;
+    hasher()
+        .verify_password(secret.as_bytes(), &parsed)
+        .map_err(|_| AuthError::InvalidToken)?;
+    if token.revoked
+        || token
+            .expires_at
+            .is_some_and(|e| e <= OffsetDateTime::now_utc())
+    {
+        return Err(AuthError::InvalidToken);
+    }
+    Ok(Principal {
+        token_id: token.id,
+        name: token.name,
+        role: token.role,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+
+    #[derive(Default)]
+    struct Mem(Mutex<HashMap<String, (ApiToken, String)>>);
+
+    #[async_trait]
+    impl AuthStore for Mem {
+        async fn insert_api_token(
+            &self,
+            t: &ApiToken,
+            h: &str,
+            _: &AuditRecord,
+        ) -> Result<(), AuthError> {
+            self.0
+                .lock()
+                .unwrap()
+                .insert(t.id.clone(), (t.clone(), h.to_owned()));
+            Ok(())
+        }
+        async fn get_api_token(&self, id: &str) -> Result<Option<(ApiToken, String)>, AuthError> {
+            Ok(self.0.lock().unwrap().get(id).cloned())
+        }
+    }
+
+    #[test]
+    fn roles_are_ordered() {
+        assert!(Role::Admin.require(Role::Operator, "x").is_ok());
+        assert!(Role::Auditor.require(Role::Operator, "revoke").is_err());
+        assert_eq!("operator".parse::<Role>().unwrap(), Role::Operator);
+        assert!("root".parse::<Role>().is_err());
+    }
+
+    #[tokio::test]
+    async fn create_verify_and_reject() {
+        let store = Mem::default();
+        let actor = Actor::parse("test").unwrap();
+        let (secret, t) = create_token(&store, "ci", Role::Operator, None, &actor)
+            .await
+            .unwrap();
+        let p = verify_token(&store, &secret).await.unwrap();
+        assert_eq!(
+            (p.role, p.token_id.as_str()),
+            (Role::Operator, t.id.as_str())
+        );
+        // The stored hash is Argon2id, not the secret.
+        let (_, phc) = store.get_api_token(&t.id).await.unwrap().unwrap();
+        assert!(phc.starts_with("$argon2id$"));
+        assert!(!phc.contains(secret.rsplit('_').next().unwrap()));
+        let mut wrong = secret.clone();
+        wrong.pop();
+        wrong.push(if secret.ends_with('A') { 'B' } else { 'A' });
+        assert!(verify_token(&store, &wrong).await.is_err());
+        assert!(verify_token(&store, "mst_nothex_x").await.is_err());
+        assert!(verify_token(&store, "garbage").await.is_err());
+        assert!(
+            create_token(&store, "bad name", Role::Admin, None, &actor)
+                .await
+                .is_err()
+        );
+    }
+}

@@ -1,0 +1,927 @@
+//! `medsec serve` against real clients: curl for EST and the API, openssl for OCSP, CRLs and
+//! TLS, including the abuse cases (wrong CA, revoked, plaintext, old TLS, wrong role).
+
+mod common;
+use common::*;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+struct Server {
+    child: Child,
+    http: String,
+    https: String,
+    device: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(env: &Env) -> Server {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_medsec"))
+        .arg("--data-dir")
+        .arg(env.data())
+        .args([
+            "serve",
+            "--http",
+            "127.0.0.1:0",
+            "--https",
+            "127.0.0.1:0",
+            "--device",
+            "127.0.0.1:0",
+        ])
+        .env("MEDSEC_KEY_PASSPHRASE", PASSPHRASE)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let get = |k: &str| {
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix(&format!("{k}=")))
+            .unwrap_or_else(|| panic!("no {k}= in {line:?}"))
+            .to_owned()
+    };
+    let s = Server {
+        http: get("http"),
+        https: get("https"),
+        device: get("device"),
+        child,
+    };
+    env.write_trust();
+    s
+}
+
+fn curl(env: &Env, args: &[&str]) -> (String, String) {
+    let o = Command::new("curl")
+        .args(["-sS", "--max-time", "20", "-w", "\n%{http_code}"])
+        .args(args)
+        .current_dir(env.dir.path())
+        .output()
+        .expect("curl must be installed");
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    let (body, code) = out.rsplit_once('\n').unwrap_or(("", &out));
+    (body.to_owned(), code.to_owned())
+}
+
+fn b64_csr(env: &Env, name: &str, kind: &str, subj: &str) -> String {
+    let csr = env.openssl_csr(name, kind, &["-subj", subj]);
+    env.openssl_ok(&[
+        "req",
+        "-in",
+        csr.to_str().unwrap(),
+        "-outform",
+        "DER",
+        "-out",
+        &format!("{name}.der"),
+    ]);
+    env.openssl_ok(&[
+        "base64",
+        "-in",
+        &format!("{name}.der"),
+        "-out",
+        &format!("{name}.b64"),
+    ]);
+    format!("@{name}.b64")
+}
+
+fn p7_to_pem(env: &Env, b64: &str, out: &str) {
+    std::fs::write(env.path("p7.b64"), b64).unwrap();
+    env.openssl_ok(&["base64", "-d", "-in", "p7.b64", "-out", "p7.der"]);
+    env.openssl_ok(&[
+        "pkcs7",
+        "-inform",
+        "DER",
+        "-in",
+        "p7.der",
+        "-print_certs",
+        "-out",
+        out,
+    ]);
+}
+
+fn token(env: &Env, device: &str) -> String {
+    env.json(&[
+        "token",
+        "create",
+        "--profile",
+        "default",
+        "--device",
+        device,
+    ])["token"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[test]
+fn est_enroll_reenroll_and_refusals_with_curl() {
+    let env = Env::new();
+    let srv = start(&env);
+    let est = |p: &str| format!("https://{}/.well-known/est/{p}", srv.https);
+
+    let (body, code) = curl(&env, &["--cacert", "root.pem", &est("cacerts")]);
+    assert_eq!(code, "200");
+    p7_to_pem(&env, &body, "cacerts.pem");
+    let certs = std::fs::read_to_string(env.path("cacerts.pem")).unwrap();
+    contains(&certs, "Device Root CA");
+    contains(&certs, "Device Issuing CA");
+    let (_, code) = curl(&env, &["--cacert", "root.pem", &est("csrattrs")]);
+    assert_eq!(code, "200");
+    let (_, code) = curl(&env, &["--cacert", "root.pem", &est("nosuchlabel/cacerts")]);
+    assert_eq!(code, "404");
+
+    // First enrollment with a one-time token (HTTP Basic, RFC 7030 3.2.3).
+    let tok = token(&env, "EST-1");
+    let csr = b64_csr(&env, "dev", "p256", "/CN=EST-1");
+    let ct = "Content-Type: application/pkcs10";
+    let (body, code) = curl(
+        &env,
+        &[
+            "--cacert",
+            "root.pem",
+            "-u",
+            &format!("EST-1:{tok}"),
+            "-H",
+            ct,
+            "--data-binary",
+            &csr,
+            &est("simpleenroll"),
+        ],
+    );
+    assert_eq!(code, "200", "{body}");
+    p7_to_pem(&env, &body, "dev.pem");
+    let (ok, said) = env.verify("dev.pem", &[]);
+    assert!(ok, "{said}");
+    contains(
+        &env.openssl_ok(&["x509", "-in", "dev.pem", "-noout", "-subject"]),
+        "serialNumber = EST-1",
+    );
+    // The token works once.
+    let (body, code) = curl(
+        &env,
+        &[
+            "--cacert",
+            "root.pem",
+            "-u",
+            &format!("EST-1:{tok}"),
+            "-H",
+            ct,
+            "--data-binary",
+            &csr,
+            &est("simpleenroll"),
+        ],
+    );
+    assert_eq!(code, "401", "{body}");
+    contains(&body, "already used");
+    // No credential, a wrong token, the wrong label.
+    let (_, code) = curl(
+        &env,
+        &[
+            "--cacert",
+            "root.pem",
+            "-H",
+            ct,
+            "--data-binary",
+            &csr,
+            &est("simpleenroll"),
+        ],
+    );
+    assert_eq!(code, "401");
+    let (_, code) = curl(
+        &env,
+        &[
+            "--cacert",
+            "root.pem",
+            "-u",
+            "EST-1:not-a-token",
+            "-H",
+            ct,
+            "--data-binary",
+            &csr,
+            &est("simpleenroll"),
+        ],
+    );
+    assert_eq!(code, "401");
+    // Malformed bodies are 400 and store nothing.
+    let before = env.json(&["cert", "list"]).as_array().unwrap().len();
+    let tok2 = token(&env, "EST-2");
+    std::fs::write(env.path("junk.b64"), "!!! not base64 !!!").unwrap();
+    let (body, code) = curl(
+        &env,
+        &[
+            "--cacert",
+            "root.pem",
+            "-u",
+            &format!("EST-2:{tok2}"),
+            "-H",
+            ct,
+            "--data-binary",
+            "@junk.b64",
+            &est("simpleenroll"),
+        ],
+    );
+    assert_eq!(code, "400", "{body}");
+    contains(&body, "base64");
+    std::fs::write(env.path("junk2.b64"), "Z2FyYmFnZQ==").unwrap();
+    let (body, code) = curl(
+        &env,
+        &[
+            "--cacert",
+            "root.pem",
+            "-u",
+            &format!("EST-2:{tok2}"),
+            "-H",
+            ct,
+            "--data-binary",
+            "@junk2.b64",
+            &est("simpleenroll"),
+        ],
+    );
+    assert_eq!(code, "400", "{body}");
+    contains(&body, "CSR rejected");
+    assert_eq!(
+        env.json(&["cert", "list"]).as_array().unwrap().len(),
+        before
+    );
+
+    // Re-enrollment with the current certificate and the same subject.
+    let subj = "/O=medsec demo manufacturer/CN=demo-device-EST-1/serialNumber=EST-1";
+    env.openssl_ok(&[
+        "req", "-new", "-key", "dev.key", "-subj", subj, "-outform", "DER", "-out", "re.der",
+    ]);
+    env.openssl_ok(&["base64", "-in", "re.der", "-out", "re.b64"]);
+    let (body, code) = curl(
+        &env,
+        &[
+            "--cacert",
+            "root.pem",
+            "--cert",
+            "dev.pem",
+            "--key",
+            "dev.key",
+            "-H",
+            ct,
+            "--data-binary",
+            "@re.b64",
+            &est("simplereenroll"),
+        ],
+    );
+    assert_eq!(code, "200", "{body}");
+    p7_to_pem(&env, &body, "dev2.pem");
+    let s1 = env.openssl_ok(&["x509", "-in", "dev.pem", "-noout", "-serial"]);
+    let s2 = env.openssl_ok(&["x509", "-in", "dev2.pem", "-noout", "-serial"]);
+    assert_ne!(s1, s2);
+    // A different subject is refused; no client certificate is refused.
+    let other = b64_csr(&env, "other", "p256", "/CN=someone-else");
+    let (body, code) = curl(
+        &env,
+        &[
+            "--cacert",
+            "root.pem",
+            "--cert",
+            "dev2.pem",
+            "--key",
+            "dev.key",
+            "-H",
+            ct,
+            "--data-binary",
+            &other,
+            &est("simplereenroll"),
+        ],
+    );
+    assert_eq!(code, "400", "{body}");
+    contains(&body, "subject");
+    let (_, code) = curl(
+        &env,
+        &[
+            "--cacert",
+            "root.pem",
+            "-H",
+            ct,
+            "--data-binary",
+            "@re.b64",
+            &est("simplereenroll"),
+        ],
+    );
+    assert_eq!(code, "401");
+
+    // After revocation, re-enrollment with that certificate is refused.
+    let serial2 = s2.trim().trim_start_matches("serial=").to_owned();
+    env.ok(&["cert", "revoke", &serial2, "--reason", "keyCompromise"]);
+    let (body, code) = curl(
+        &env,
+        &[
+            "--cacert",
+            "root.pem",
+            "--cert",
+            "dev2.pem",
+            "--key",
+            "dev.key",
+            "-H",
+            ct,
+            "--data-binary",
+            "@re.b64",
+            &est("simplereenroll"),
+        ],
+    );
+    assert_eq!(code, "403", "{body}");
+    contains(&body, "revoked");
+    // After retirement, neither enrollment path works and no token can be made.
+    env.ok(&["device", "retire", "urn:medsec:device:demo-device:EST-1"]);
+    let (_, err) = env.fail(&[
+        "token",
+        "create",
+        "--profile",
+        "default",
+        "--device",
+        "EST-1",
+    ]);
+    contains(&err, "retired");
+    let (body, code) = curl(
+        &env,
+        &[
+            "--cacert",
+            "root.pem",
+            "--cert",
+            "dev.pem",
+            "--key",
+            "dev.key",
+            "-H",
+            ct,
+            "--data-binary",
+            "@re.b64",
+            &est("simplereenroll"),
+        ],
+    );
+    assert_eq!(code, "403", "{body}");
+    drop(srv);
+}
+
+#[test]
+fn ocsp_and_crl_over_http_see_revocation_at_once() {
+    let env = Env::new();
+    let srv = start(&env);
+    let tok = token(&env, "OC-1");
+    let csr = b64_csr(&env, "dev", "p256", "/CN=OC-1");
+    let (body, code) = curl(
+        &env,
+        &[
+            "--cacert",
+            "root.pem",
+            "-u",
+            &format!("OC-1:{tok}"),
+            "-H",
+            "Content-Type: application/pkcs10",
+            "--data-binary",
+            &csr,
+            &format!("https://{}/.well-known/est/simpleenroll", srv.https),
+        ],
+    );
+    assert_eq!(code, "200", "{body}");
+    p7_to_pem(&env, &body, "dev.pem");
+    let url = format!("http://{}/ocsp", srv.http);
+    let ocsp = || {
+        env.openssl_ok(&[
+            "ocsp",
+            "-issuer",
+            "chain.pem",
+            "-cert",
+            "dev.pem",
+            "-url",
+            &url,
+            "-CAfile",
+            "all.pem",
+        ])
+    };
+    let first = ocsp();
+    contains(&first, "Response verify OK");
+    contains(&first, "dev.pem: good");
+    // The OCSP URL in the certificate is this server's.
+    contains(
+        &env.openssl_ok(&["x509", "-in", "dev.pem", "-noout", "-ocsp_uri"]),
+        &url,
+    );
+
+    let serial = env.openssl_ok(&["x509", "-in", "dev.pem", "-noout", "-serial"]);
+    let serial = serial.trim().trim_start_matches("serial=").to_owned();
+    env.ok(&["cert", "revoke", &serial, "--reason", "keyCompromise"]);
+    // Revoked from another process: the very next OCSP answer says so.
+    let after = ocsp();
+    contains(&after, "dev.pem: revoked");
+    contains(&after, "Reason: keyCompromise");
+
+    // The CRL at the distribution point written into the certificate lists it within a second.
+    let cdp = env.openssl_ok(&[
+        "x509",
+        "-in",
+        "dev.pem",
+        "-noout",
+        "-ext",
+        "crlDistributionPoints",
+    ]);
+    let crl_url = format!("http://{}/crl/issuing.crl", srv.http);
+    contains(&cdp, &crl_url);
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    let o = Command::new("curl")
+        .args(["-sS", "-o", "issuing.crl", &crl_url])
+        .current_dir(env.dir.path())
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    env.openssl_ok(&[
+        "crl",
+        "-inform",
+        "DER",
+        "-in",
+        "issuing.crl",
+        "-out",
+        "issuing.crl.pem",
+    ]);
+    contains(
+        &env.openssl_ok(&[
+            "crl",
+            "-in",
+            "issuing.crl.pem",
+            "-CAfile",
+            "all.pem",
+            "-noout",
+        ]),
+        "verify OK",
+    );
+    let (ok, said) = {
+        env.ok(&[
+            "crl",
+            "generate",
+            "--ca",
+            "root",
+            "--pem",
+            "--out",
+            &env.p("root.crl.pem"),
+        ]);
+        env.verify("dev.pem", &["issuing.crl.pem", "root.crl.pem"])
+    };
+    assert!(!ok);
+    contains(&said, "certificate revoked");
+
+    // OCSP over GET (RFC 6960 A.1) and malformed input.
+    env.openssl_ok(&[
+        "ocsp",
+        "-issuer",
+        "chain.pem",
+        "-cert",
+        "dev.pem",
+        "-reqout",
+        "req.der",
+        "-no_nonce",
+    ]);
+    let req = std::fs::read(env.path("req.der")).unwrap();
+    let b64 = base64_encode(&req)
+        .replace('+', "%2B")
+        .replace('/', "%2F")
+        .replace('=', "%3D");
+    let o = Command::new("curl")
+        .args(["-sS", "-o", "get.resp", &format!("{url}/{b64}")])
+        .current_dir(env.dir.path())
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    contains(
+        &env.openssl_ok(&[
+            "ocsp",
+            "-respin",
+            "get.resp",
+            "-CAfile",
+            "all.pem",
+            "-issuer",
+            "chain.pem",
+            "-cert",
+            "dev.pem",
+            "-no_nonce",
+        ]),
+        "dev.pem: revoked",
+    );
+    let (_, code) = curl(
+        &env,
+        &["-H", "Content-Type: text/plain", "--data-binary", "x", &url],
+    );
+    assert_eq!(code, "415");
+    drop(srv);
+}
+
+fn base64_encode(b: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut s = String::new();
+    for c in b.chunks(3) {
+        let n = (c[0] as u32) << 16
+            | (*c.get(1).unwrap_or(&0) as u32) << 8
+            | *c.get(2).unwrap_or(&0) as u32;
+        for i in 0..4 {
+            if i <= c.len() {
+                s.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                s.push('=');
+            }
+        }
+    }
+    s
+}
+
+/// DigiCert-style abuse cases at the device gateway: wrong CA, revoked, plaintext, old TLS.
+#[test]
+fn device_gateway_mtls_and_abuse_cases() {
+    let env = Env::new();
+    let srv = start(&env);
+    let whoami = format!("https://{}/device/v1/whoami", srv.device);
+    let tok = token(&env, "GW-1");
+    let csr = b64_csr(&env, "dev", "p256", "/CN=GW-1");
+    let (body, _) = curl(
+        &env,
+        &[
+            "--cacert",
+            "root.pem",
+            "-u",
+            &format!("GW-1:{tok}"),
+            "-H",
+            "Content-Type: application/pkcs10",
+            "--data-binary",
+            &csr,
+            &format!("https://{}/.well-known/est/simpleenroll", srv.https),
+        ],
+    );
+    p7_to_pem(&env, &body, "dev.pem");
+
+    let (body, code) = curl(
+        &env,
+        &[
+            "--cacert", "root.pem", "--cert", "dev.pem", "--key", "dev.key", &whoami,
+        ],
+    );
+    assert_eq!(code, "200", "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["device"], "urn:medsec:device:demo-device:GW-1");
+    // openssl s_client with the device certificate completes the handshake and gets an answer.
+    let o = Command::new("sh")
+        .arg("-c")
+        .arg(format!("printf 'GET /device/v1/whoami HTTP/1.1\\r\\nHost: localhost\\r\\nConnection: close\\r\\n\\r\\n' | openssl s_client -connect {} -cert dev.pem -key dev.key -CAfile root.pem -quiet 2>/dev/null", srv.device))
+        .current_dir(env.dir.path())
+        .output()
+        .unwrap();
+    contains(
+        &String::from_utf8_lossy(&o.stdout),
+        "urn:medsec:device:demo-device:GW-1",
+    );
+
+    // No client certificate: refused in the handshake.
+    let (_, code) = curl(&env, &["--cacert", "root.pem", &whoami]);
+    assert_eq!(code, "000");
+    // A certificate from a foreign CA with the same names: refused.
+    env.openssl_ok(&[
+        "req",
+        "-x509",
+        "-new",
+        "-nodes",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-keyout",
+        "evil-ca.key",
+        "-subj",
+        "/O=medsec demo manufacturer/CN=medsec demo manufacturer Device Issuing CA",
+        "-days",
+        "30",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-out",
+        "evil-ca.pem",
+    ]);
+    env.openssl_ok(&[
+        "req",
+        "-new",
+        "-key",
+        "dev.key",
+        "-subj",
+        "/CN=demo-device-GW-1",
+        "-out",
+        "evil.csr",
+    ]);
+    env.openssl_ok(&[
+        "x509",
+        "-req",
+        "-in",
+        "evil.csr",
+        "-CA",
+        "evil-ca.pem",
+        "-CAkey",
+        "evil-ca.key",
+        "-days",
+        "30",
+        "-out",
+        "evil.pem",
+    ]);
+    let (_, code) = curl(
+        &env,
+        &[
+            "--cacert", "root.pem", "--cert", "evil.pem", "--key", "dev.key", &whoami,
+        ],
+    );
+    assert_eq!(code, "000");
+    // Plaintext HTTP to the device port and TLS 1.1 are refused.
+    let (_, code) = curl(&env, &[&format!("http://{}/device/v1/whoami", srv.device)]);
+    assert!(
+        code == "000" || code.starts_with('4'),
+        "plaintext got {code}"
+    );
+    let o = Command::new("openssl")
+        .args([
+            "s_client",
+            "-connect",
+            &srv.device,
+            "-tls1_1",
+            "-cert",
+            "dev.pem",
+            "-key",
+            "dev.key",
+        ])
+        .stdin(Stdio::null())
+        .current_dir(env.dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        !o.status.success() || !String::from_utf8_lossy(&o.stdout).contains("Protocol  : TLSv1.1")
+    );
+    // A revoked certificate: refused in the handshake once the server has seen the revocation.
+    let serial = env.openssl_ok(&["x509", "-in", "dev.pem", "-noout", "-serial"]);
+    env.ok(&[
+        "cert",
+        "revoke",
+        serial.trim().trim_start_matches("serial="),
+        "--reason",
+        "keyCompromise",
+    ]);
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    let (_, code) = curl(
+        &env,
+        &[
+            "--cacert", "root.pem", "--cert", "dev.pem", "--key", "dev.key", &whoami,
+        ],
+    );
+    assert_eq!(code, "000");
+    drop(srv);
+}
+
+/// Roles on the admin API: an operator cannot change profiles, an auditor cannot revoke, a
+/// device certificate is no API credential.
+#[test]
+fn admin_api_roles() {
+    let env = Env::new();
+    let srv = start(&env);
+    let api = |p: &str| format!("https://{}/api/v1/{p}", srv.https);
+    let tok = |role: &str| {
+        env.json(&[
+            "apitoken",
+            "create",
+            "--name",
+            &format!("t-{role}"),
+            "--role",
+            role,
+        ])["token"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let (admin, operator, auditor) = (tok("admin"), tok("operator"), tok("auditor"));
+    let bearer = |t: &str| format!("Authorization: Bearer {t}");
+    let ctj = "Content-Type: application/json";
+
+    let (body, code) = curl(
+        &env,
+        &[
+            "--cacert",
+            "root.pem",
+            &format!("https://{}/api/openapi.json", srv.https),
+        ],
+    );
+    assert_eq!(code, "200");
+    contains(&body, "\"openapi\":\"3.1.0\"");
+    let (body, code) = curl(&env, &["--cacert", "root.pem", &api("profiles")]);
+    assert_eq!(code, "401");
+    contains(&body, "Bearer");
+    let (_, code) = curl(
+        &env,
+        &[
+            "--cacert",
+            "root.pem",
+            "-H",
+            &bearer("mst_0000000000000000_nope"),
+            &api("profiles"),
+        ],
+    );
+    assert_eq!(code, "401");
+    let (body, code) = curl(
+        &env,
+        &[
+            "--cacert",
+            "root.pem",
+            "-H",
+            &bearer(&auditor),
+            &api("profiles"),
+        ],
+    );
+    assert_eq!(code, "200", "{body}");
+
+    let profile = r#"{"name":"default","model":"demo-device","issuer":"issuing","key_types":["ecdsa-p256"],"validity_days":90,"organization":"Acme"}"#;
+    let (body, code) = curl(
+        &env,
+        &[
+            "--cacert",
+            "root.pem",
+            "-X",
+            "PUT",
+            "-H",
+            &bearer(&operator),
+            "-H",
+            ctj,
+            "--data",
+            profile,
+            &api("profiles/default"),
+        ],
+    );
+    assert_eq!(code, "403", "{body}");
+    contains(&body, "operator may not change profiles");
+    let (body, code) = curl(
+        &env,
+        &[
+            "--cacert",
+            "root.pem",
+            "-X",
+            "PUT",
+            "-H",
+            &bearer(&admin),
+            "-H",
+            ctj,
+            "--data",
+            "{\"name\":",
+            &api("profiles/default"),
+        ],
+    );
+    assert_eq!(code, "400", "{body}");
+    let (body, code) = curl(
+        &env,
+        &[
+            "--cacert",
+            "root.pem",
+            "-X",
+            "PUT",
+            "-H",
+            &bearer(&admin),
+            "-H",
+            ctj,
+            "--data",
+            profile,
+            &api("profiles/default"),
+        ],
+    );
+    assert_eq!(code, "200", "{body}");
+
+    // Operator: enrollment token over the API, then issue and revoke.
+    let (body, code) = curl(
+        &env,
+        &[
+            "--cacert",
+            "root.pem",
+            "-H",
+            &bearer(&operator),
+            "-H",
+            ctj,
+            "--data",
+            r#"{"profile":"default","device_serial":"API-1"}"#,
+            &api("enrollment-tokens"),
+        ],
+    );
+    assert_eq!(code, "201", "{body}");
+    let csr = std::fs::read_to_string(env.openssl_csr("api", "p256", &[])).unwrap();
+    let req = serde_json::json!({"profile": "default", "device_serial": "API-2", "csr_pem": csr})
+        .to_string();
+    let (body, code) = curl(
+        &env,
+        &[
+            "--cacert",
+            "root.pem",
+            "-H",
+            &bearer(&operator),
+            "-H",
+            ctj,
+            "--data",
+            &req,
+            &api("certificates"),
+        ],
+    );
+    assert_eq!(code, "201", "{body}");
+    let issued: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let serial = issued["serial"].as_str().unwrap();
+    std::fs::write(env.path("api.pem"), issued["pem"].as_str().unwrap()).unwrap();
+    let (body, code) = curl(
+        &env,
+        &[
+            "--cacert",
+            "root.pem",
+            "-H",
+            &bearer(&auditor),
+            "-H",
+            ctj,
+            "--data",
+            r#"{"reason":"keyCompromise"}"#,
+            &api(&format!("certificates/{serial}/revoke")),
+        ],
+    );
+    assert_eq!(code, "403", "{body}");
+    // A device certificate is no API credential.
+    let (_, code) = curl(
+        &env,
+        &[
+            "--cacert",
+            "root.pem",
+            "--cert",
+            "api.pem",
+            "--key",
+            "api.key",
+            "-H",
+            ctj,
+            "--data",
+            r#"{"reason":"keyCompromise"}"#,
+            &api(&format!("certificates/{serial}/revoke")),
+        ],
+    );
+    assert_eq!(code, "401");
+    let (body, code) = curl(
+        &env,
+        &[
+            "--cacert",
+            "root.pem",
+            "-H",
+            &bearer(&operator),
+            "-H",
+            ctj,
+            "--data",
+            r#"{"reason":"keyCompromise"}"#,
+            &api(&format!("certificates/{serial}/revoke")),
+        ],
+    );
+    assert_eq!(code, "200", "{body}");
+    // Revoked through the API: OCSP says so immediately.
+    contains(
+        &env.openssl_ok(&[
+            "ocsp",
+            "-issuer",
+            "chain.pem",
+            "-cert",
+            "api.pem",
+            "-url",
+            &format!("http://{}/ocsp", srv.http),
+            "-CAfile",
+            "all.pem",
+        ]),
+        "api.pem: revoked",
+    );
+    let (body, code) = curl(
+        &env,
+        &[
+            "--cacert",
+            "root.pem",
+            "-H",
+            &bearer(&auditor),
+            &api("certificates?revoked=true"),
+        ],
+    );
+    assert_eq!(code, "200");
+    contains(&body, serial);
+    let (body, code) = curl(
+        &env,
+        &[
+            "--cacert",
+            "root.pem",
+            "-H",
+            &bearer(&operator),
+            "-H",
+            ctj,
+            "--data",
+            r#"{"reason":"nonsense"}"#,
+            &api(&format!("certificates/{serial}/revoke")),
+        ],
+    );
+    assert_eq!(code, "400", "{body}");
+    // The audit log names the API token that acted.
+    let audit = env.ok(&["audit", "list", "--limit", "1000"]);
+    contains(&audit, "api:t-operator");
+    contains(&audit, "api:t-admin");
+    drop(srv);
+}

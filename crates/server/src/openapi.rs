@@ -1,0 +1,90 @@
+//! The OpenAPI 3.1 description of the admin API, served at `/api/openapi.json`.
+
+use serde_json::{Value, json};
+
+fn op(summary: &str, role: &str, body: Option<&str>, ok: &str) -> Value {
+    let mut o = json!({
+        "summary": summary,
+        "description": format!("Requires role `{role}` or higher."),
+        "security": [{"bearer": []}],
+        "responses": {
+            ok: {"description": "success", "content": {"application/json": {}}},
+            "400": {"$ref": "#/components/responses/Problem"},
+            "401": {"$ref": "#/components/responses/Problem"},
+            "403": {"$ref": "#/components/responses/Problem"},
+            "404": {"$ref": "#/components/responses/Problem"}
+        }
+    });
+    if let Some(schema) = body {
+        o["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}}});
+    }
+    o
+}
+
+fn param(name: &str, place: &str, ty: &str) -> Value {
+    json!({"name": name, "in": place, "required": place == "path", "schema": {"type": ty}})
+}
+
+pub fn document() -> Value {
+    json!({
+        "openapi": "3.1.0",
+        "info": {"title": "medsec admin API", "version": env!("CARGO_PKG_VERSION"),
+                 "description": "Device PKI administration. Errors are RFC 9457 problem+json."},
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "description": "API token `mst_<id>_<secret>` created with `medsec apitoken create`"}},
+            "responses": {"Problem": {"description": "error", "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}}},
+            "schemas": {
+                "Problem": {"type": "object", "properties": {"type": {"type": "string"}, "title": {"type": "string"}, "detail": {"type": "string"}}},
+                "Profile": {"type": "object", "required": ["name", "model", "issuer", "key_types", "validity_days", "organization"],
+                    "properties": {"name": {"type": "string"}, "model": {"type": "string"}, "issuer": {"type": "string"},
+                        "key_types": {"type": "array", "items": {"enum": ["ecdsa-p256", "ecdsa-p384", "ed25519", "rsa-2048", "rsa-3072", "rsa-4096"]}},
+                        "validity_days": {"type": "integer", "minimum": 1, "maximum": 3650}, "server_auth": {"type": "boolean"},
+                        "organization": {"type": "string"}, "cn_template": {"type": "string"}, "requires_bootstrap": {"type": "boolean"},
+                        "rekey_overlap_days": {"type": "integer", "minimum": 0, "maximum": 365}}},
+                "IssueRequest": {"type": "object", "required": ["profile", "device_serial", "csr_pem"],
+                    "properties": {"profile": {"type": "string"}, "device_serial": {"type": "string"}, "csr_pem": {"type": "string"}}},
+                "RevokeRequest": {"type": "object", "properties": {"reason": {"type": "string", "examples": ["keyCompromise"]}, "invalidity_date": {"type": "string", "format": "date-time"}}},
+                "TokenRequest": {"type": "object", "required": ["profile", "device_serial"],
+                    "properties": {"profile": {"type": "string"}, "device_serial": {"type": "string"}, "ttl_hours": {"type": "integer", "minimum": 1, "maximum": 720}}}
+            }
+        },
+        "paths": {
+            "/api/v1/profiles": {"get": op("List certificate profiles", "auditor", None, "200")},
+            "/api/v1/profiles/{name}": {
+                "parameters": [param("name", "path", "string")],
+                "get": op("Show a profile", "auditor", None, "200"),
+                "put": op("Create or replace a profile", "admin", Some("Profile"), "200")},
+            "/api/v1/devices": {"get": op("List devices", "auditor", None, "200")},
+            "/api/v1/devices/{urn}": {"parameters": [param("urn", "path", "string")], "get": op("Show a device and its certificates", "auditor", None, "200")},
+            "/api/v1/devices/{urn}/retire": {"parameters": [param("urn", "path", "string")], "post": op("Retire a device (revokes all its certificates)", "operator", None, "200")},
+            "/api/v1/certificates": {
+                "get": {"parameters": [param("device", "query", "string"), param("issuer", "query", "string"), param("revoked", "query", "boolean"), param("limit", "query", "integer")],
+                        "summary": "List certificates", "description": "Requires role `auditor` or higher.", "security": [{"bearer": []}],
+                        "responses": {"200": {"description": "success"}, "401": {"$ref": "#/components/responses/Problem"}}},
+                "post": op("Issue a certificate from a CSR", "operator", Some("IssueRequest"), "201")},
+            "/api/v1/certificates/expiring": {"get": {"parameters": [param("days", "query", "integer")], "summary": "Unrevoked certificates expiring within N days",
+                "security": [{"bearer": []}], "responses": {"200": {"description": "success"}, "401": {"$ref": "#/components/responses/Problem"}}}},
+            "/api/v1/certificates/{serial}": {"parameters": [param("serial", "path", "string")], "get": op("Show a certificate (with PEM)", "auditor", None, "200")},
+            "/api/v1/certificates/{serial}/revoke": {"parameters": [param("serial", "path", "string")], "post": op("Revoke a certificate", "operator", Some("RevokeRequest"), "200")},
+            "/api/v1/enrollment-tokens": {"post": op("Create a one-time EST enrollment token for a device", "operator", Some("TokenRequest"), "201")}
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_route_is_documented() {
+        let d = super::document();
+        let paths = d["paths"].as_object().unwrap();
+        for p in [
+            "/api/v1/profiles/{name}",
+            "/api/v1/certificates/{serial}/revoke",
+            "/api/v1/enrollment-tokens",
+            "/api/v1/devices/{urn}/retire",
+        ] {
+            assert!(paths.contains_key(p), "{p}");
+        }
+        assert_eq!(d["openapi"], "3.1.0");
+    }
+}
