@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Runs every check and test: formatting, clippy, and the whole workspace's tests.
-# Installs the real peers the tests talk to (openssl CLI, SoftHSM2) when they are missing.
+# Installs the real peers the tests talk to (openssl and curl CLIs, SoftHSM2, libfaketime)
+# when they are missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
 command -v openssl >/dev/null || need+=(openssl)
+command -v curl >/dev/null || need+=(curl)
+command -v faketime >/dev/null || need+=(faketime)
 [ -e /usr/lib/softhsm/libsofthsm2.so ] && command -v softhsm2-util >/dev/null || need+=(softhsm2)
 if [ ${#need[@]} -gt 0 ]; then
     sudo=""

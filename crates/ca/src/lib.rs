@@ -5,6 +5,7 @@
 //! this crate defines; keys go through `medsec_keys::Signer`. [`Ca`] ties the two together and
 //! is what the CLI and the server call.
 
+pub mod bootstrap;
 mod crl;
 mod csr;
 mod model;

@@ -98,6 +98,8 @@ enum Basis<'a> {
     /// First certificate for a key; with a token when the device bootstrapped with one.
     New {
         token: Option<(&'a EnrollmentToken, &'a str)>,
+        /// How the device proved who it is, when not by token or operator.
+        evidence: Option<&'a str>,
     },
     /// Same key, new validity.
     Renew(&'a CertRecord),
@@ -581,8 +583,17 @@ impl<S: CaStore> Ca<S> {
         let profile = self.get_profile(profile).await?;
         let csr = parse_and_verify_csr(csr)?;
         let device = DeviceId::new(profile.model.clone(), serial.clone());
-        self.issue_verified(&profile, &device, &csr, Basis::New { token: None }, actor)
-            .await
+        self.issue_verified(
+            &profile,
+            &device,
+            &csr,
+            Basis::New {
+                token: None,
+                evidence: None,
+            },
+            actor,
+        )
+        .await
     }
 
     async fn issue_verified(
@@ -593,10 +604,10 @@ impl<S: CaStore> Ca<S> {
         basis: Basis<'_>,
         actor: &Actor,
     ) -> Result<IssuedCert, CaError> {
-        let (kind, replaces, token) = match basis {
-            Basis::New { token } => (IssuanceKind::Issue, None, token),
-            Basis::Renew(old) => (IssuanceKind::Renew, Some((old, old.not_after)), None),
-            Basis::Rekey(old, at) => (IssuanceKind::Rekey, Some((old, at)), None),
+        let (kind, replaces, token, evidence) = match basis {
+            Basis::New { token, evidence } => (IssuanceKind::Issue, None, token, evidence),
+            Basis::Renew(old) => (IssuanceKind::Renew, Some((old, old.not_after)), None, None),
+            Basis::Rekey(old, at) => (IssuanceKind::Rekey, Some((old, at)), None, None),
         };
         if !profile.allows(csr.key_algorithm) {
             return Err(CaError::KeyNotAllowed {
@@ -680,6 +691,9 @@ impl<S: CaStore> Ca<S> {
             });
             if let Some((t, _)) = token {
                 details["auth"] = json!(format!("enrollment-token:{}", t.id));
+            }
+            if let Some(e) = evidence {
+                details["auth"] = json!(e);
             }
             if let Some((old, at)) = replaces {
                 details["replaces"] = json!(old.serial);
@@ -805,6 +819,34 @@ impl<S: CaStore> Ca<S> {
             &csr,
             Basis::New {
                 token: Some((&token, &hash)),
+                evidence: None,
+            },
+            actor,
+        )
+        .await
+    }
+
+    /// First enrollment of a device that proved its identity some other way than a token
+    /// (an IDevID verified by [`crate::bootstrap::verify_idevid`]); `evidence` goes to the
+    /// audit log.
+    pub async fn enroll_bootstrapped(
+        &self,
+        profile: &Name,
+        serial: &DeviceSerial,
+        evidence: &str,
+        csr: &[u8],
+        actor: &Actor,
+    ) -> Result<IssuedCert, CaError> {
+        let profile = self.get_profile(profile).await?;
+        let csr = parse_and_verify_csr(csr)?;
+        let device = DeviceId::new(profile.model.clone(), serial.clone());
+        self.issue_verified(
+            &profile,
+            &device,
+            &csr,
+            Basis::New {
+                token: None,
+                evidence: Some(evidence),
             },
             actor,
         )

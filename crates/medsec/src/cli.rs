@@ -103,13 +103,13 @@ pub enum ApiTokenCmd {
 #[derive(Args, Debug)]
 pub struct ServeArgs {
     /// Plain HTTP address for CRLs and OCSP (overrides server.http_addr).
-    #[arg(long)]
+    #[arg(long, env = "MEDSEC_HTTP_ADDR")]
     pub http: Option<std::net::SocketAddr>,
     /// HTTPS address for EST and the API (overrides server.https_addr).
-    #[arg(long)]
+    #[arg(long, env = "MEDSEC_HTTPS_ADDR")]
     pub https: Option<std::net::SocketAddr>,
     /// mTLS device gateway address (overrides server.device_addr).
-    #[arg(long)]
+    #[arg(long, env = "MEDSEC_DEVICE_ADDR")]
     pub device: Option<std::net::SocketAddr>,
 }
 

@@ -33,6 +33,8 @@ pub struct ServerConfig {
     pub tls_key: Option<PathBuf>,
     /// Profile for EST requests without a label.
     pub default_profile: Option<String>,
+    /// PEM file of manufacturing CA certificates whose IDevIDs may bootstrap EST enrollment.
+    pub idevid_ca: Option<PathBuf>,
 }
 
 impl Default for ServerConfig {
@@ -45,6 +47,7 @@ impl Default for ServerConfig {
             tls_cert: None,
             tls_key: None,
             default_profile: None,
+            idevid_ca: None,
         }
     }
 }

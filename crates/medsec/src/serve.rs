@@ -100,7 +100,24 @@ pub async fn run(app: App, args: &ServeArgs) -> Result<()> {
     let tls_key = cfg.tls_key.clone();
     let names = cfg.names.clone();
     let auth: Arc<dyn medsec_auth::AuthStore> = Arc::new(app.store.clone());
-    let state = Arc::new(AppState::new(app.ca, default_profile, auth));
+    let idevid_cas = match &cfg.idevid_ca {
+        Some(p) => {
+            let pem = std::fs::read(p)
+                .with_context(|| format!("reading server.idevid_ca {}", p.display()))?;
+            let cas: Vec<Vec<u8>> = ::pem::parse_many(&pem)
+                .with_context(|| format!("parsing {}", p.display()))?
+                .into_iter()
+                .filter(|b| b.tag() == "CERTIFICATE")
+                .map(|b| b.into_contents())
+                .collect();
+            if cas.is_empty() {
+                bail!("server.idevid_ca {} holds no certificate", p.display());
+            }
+            cas
+        }
+        None => Vec::new(),
+    };
+    let state = Arc::new(AppState::new(app.ca, default_profile, auth).with_idevid_cas(idevid_cas));
     let identity = match (tls_cert, tls_key) {
         (Some(c), Some(k)) => ServerIdentity::from_pem(
             &std::fs::read(&c).with_context(|| format!("reading {}", c.display()))?,
@@ -109,20 +126,6 @@ pub async fn run(app: App, args: &ServeArgs) -> Result<()> {
         (None, None) => ServerIdentity::issue(&state, &server_issuer, &names).await?,
         _ => bail!("server.tls_cert and server.tls_key go together"),
     };
-    // Scheduled supersessions (rekeys with overlap) fall due while the server runs.
-    {
-        let state = state.clone();
-        tokio::spawn(async move {
-            loop {
-                match state.ca.process_due_supersessions(&state.actor).await {
-                    Ok(v) if !v.is_empty() => state.revocation_changed().await,
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!("supersession sweep failed: {e}"),
-                }
-                tokio::time::sleep(std::time::Duration::from_secs(30)).await;
-            }
-        });
-    }
     // One line on stdout that scripts and tests can parse.
     println!(
         "medsec listening http={} https={} device={}",

@@ -925,3 +925,231 @@ fn admin_api_roles() {
     contains(&audit, "api:t-admin");
     drop(srv);
 }
+
+/// A certificate that has expired is refused by the gateway. The CA and the certificate are
+/// made 400 days in the past (libfaketime) with a 365-day profile, so the certificate expired
+/// 35 days ago while its CA is still valid.
+#[test]
+fn expired_device_certificate_is_refused() {
+    if Command::new("faketime").arg("--version").output().is_err() {
+        if std::env::var_os("CI").is_some() {
+            panic!("faketime is required in CI: apt-get install faketime");
+        }
+        eprintln!("SKIPPED: faketime not installed");
+        return;
+    }
+    let env = Env::new();
+    let past = |args: &[&str]| {
+        let o = Command::new("faketime")
+            .args(["-f", "-400d", env!("CARGO_BIN_EXE_medsec"), "--data-dir"])
+            .arg(env.data())
+            .args(args)
+            .env("MEDSEC_KEY_PASSPHRASE", PASSPHRASE)
+            .current_dir(env.dir.path())
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    };
+    past(&["ca", "init"]);
+    past(&[
+        "profile",
+        "set",
+        "--name",
+        "default",
+        "--model",
+        "demo-device",
+        "--validity-days",
+        "365",
+    ]);
+    let csr = env.openssl_csr("old", "p256", &[]);
+    past(&[
+        "cert",
+        "issue",
+        "--profile",
+        "default",
+        "--csr",
+        csr.to_str().unwrap(),
+        "--device",
+        "OLD-1",
+        "--out",
+        &env.p("old.pem"),
+    ]);
+    let srv = start(&env);
+    let (ok, said) = env.verify("old.pem", &[]);
+    assert!(!ok);
+    contains(&said, "certificate has expired");
+    let (_, code) = curl(
+        &env,
+        &[
+            "--cacert",
+            "root.pem",
+            "--cert",
+            "old.pem",
+            "--key",
+            "old.key",
+            &format!("https://{}/device/v1/whoami", srv.device),
+        ],
+    );
+    assert_eq!(code, "000");
+    drop(srv);
+}
+
+/// IDevID bootstrap: a certificate from the configured manufacturing CA, presented in TLS, is
+/// the credential for first enrollment; its serialNumber names the device.
+#[test]
+fn idevid_bootstraps_enrollment() {
+    let env = Env::new();
+    env.openssl_ok(&[
+        "req",
+        "-x509",
+        "-new",
+        "-nodes",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-keyout",
+        "mfg.key",
+        "-subj",
+        "/O=Acme Manufacturing/CN=Acme IDevID CA",
+        "-days",
+        "3650",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign",
+        "-out",
+        "mfg.pem",
+    ]);
+    let idevid = |name: &str, serial: &str, ca: &str, cakey: &str| {
+        env.openssl_ok(&[
+            "req",
+            "-new",
+            "-nodes",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-keyout",
+            &format!("{name}.key"),
+            "-subj",
+            &format!("/O=Acme/CN=pump/serialNumber={serial}"),
+            "-out",
+            &format!("{name}.csr"),
+        ]);
+        std::fs::write(
+            env.path("idevid.ext"),
+            "basicConstraints=critical,CA:FALSE\nextendedKeyUsage=clientAuth\n",
+        )
+        .unwrap();
+        env.openssl_ok(&[
+            "x509",
+            "-req",
+            "-in",
+            &format!("{name}.csr"),
+            "-CA",
+            ca,
+            "-CAkey",
+            cakey,
+            "-days",
+            "3650",
+            "-extfile",
+            "idevid.ext",
+            "-out",
+            &format!("{name}.pem"),
+        ]);
+    };
+    idevid("idev", "IDEV-7", "mfg.pem", "mfg.key");
+    std::fs::create_dir_all(env.data()).unwrap();
+    std::fs::write(
+        env.data().join("medsec.toml"),
+        format!("[server]\nidevid_ca = \"{}\"\n", env.p("mfg.pem")),
+    )
+    .unwrap();
+    let srv = start(&env);
+    let enroll = format!("https://{}/.well-known/est/simpleenroll", srv.https);
+    let csr = b64_csr(&env, "ldev", "p256", "/CN=ldev");
+    let ct = "Content-Type: application/pkcs10";
+    let (body, code) = curl(
+        &env,
+        &[
+            "--cacert",
+            "root.pem",
+            "--cert",
+            "idev.pem",
+            "--key",
+            "idev.key",
+            "-H",
+            ct,
+            "--data-binary",
+            &csr,
+            &enroll,
+        ],
+    );
+    assert_eq!(code, "200", "{body}");
+    p7_to_pem(&env, &body, "ldev.pem");
+    contains(
+        &env.openssl_ok(&["x509", "-in", "ldev.pem", "-noout", "-subject"]),
+        "serialNumber = IDEV-7",
+    );
+    contains(&env.ok(&["audit", "list", "--limit", "1000"]), "idevid:");
+    // A device certificate from our own CA is not a manufacturer credential.
+    let (body, code) = curl(
+        &env,
+        &[
+            "--cacert",
+            "root.pem",
+            "--cert",
+            "ldev.pem",
+            "--key",
+            "ldev.key",
+            "-H",
+            ct,
+            "--data-binary",
+            &csr,
+            &enroll,
+        ],
+    );
+    assert_eq!(code, "401", "{body}");
+    contains(&body, "manufacturing CA");
+    // An IDevID from another manufacturer's CA does not get through TLS.
+    env.openssl_ok(&[
+        "req",
+        "-x509",
+        "-new",
+        "-nodes",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-keyout",
+        "evil.key",
+        "-subj",
+        "/O=Acme Manufacturing/CN=Acme IDevID CA",
+        "-days",
+        "3650",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-out",
+        "evil.pem",
+    ]);
+    idevid("fake", "IDEV-8", "evil.pem", "evil.key");
+    let (_, code) = curl(
+        &env,
+        &[
+            "--cacert",
+            "root.pem",
+            "--cert",
+            "fake.pem",
+            "--key",
+            "fake.key",
+            "-H",
+            ct,
+            "--data-binary",
+            &csr,
+            &enroll,
+        ],
+    );
+    assert!(code == "000" || code == "401", "{code}");
+    drop(srv);
+}

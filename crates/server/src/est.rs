@@ -262,17 +262,27 @@ async fn post_op<S: CaStore>(
 ) -> Result<Response, Problem> {
     let profile = profile_for(st, label).await?;
     let issued = match op {
-        "simpleenroll" => {
-            let token = token_from(headers)?.ok_or_else(|| {
-                Problem::unauthorized(
-                    "first enrollment needs a bootstrap credential: a one-time enrollment token",
-                )
-            })?;
-            let csr = csr_from_body(headers, body)?;
-            st.ca
-                .enroll_with_token(&profile.name, &token, &csr, &st.actor)
-                .await?
-        }
+        "simpleenroll" => match (token_from(headers)?, peer.leaf()) {
+            (Some(token), _) => {
+                let csr = csr_from_body(headers, body)?;
+                st.ca
+                    .enroll_with_token(&profile.name, &token, &csr, &st.actor)
+                    .await?
+            }
+            (None, Some(leaf)) if !st.idevid_cas.is_empty() => {
+                let (serial, evidence) = medsec_ca::bootstrap::verify_idevid(leaf, &st.idevid_cas)
+                    .map_err(|e| Problem::unauthorized(e.to_string()))?;
+                let csr = csr_from_body(headers, body)?;
+                st.ca
+                    .enroll_bootstrapped(&profile.name, &serial, &evidence, &csr, &st.actor)
+                    .await?
+            }
+            _ => {
+                return Err(Problem::unauthorized(
+                    "first enrollment needs a bootstrap credential: a one-time enrollment token or a manufacturer IDevID certificate",
+                ));
+            }
+        },
         "simplereenroll" => {
             let leaf = peer.leaf().ok_or_else(|| {
                 Problem::unauthorized(

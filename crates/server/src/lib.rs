@@ -86,6 +86,20 @@ impl Bound {
     }
 }
 
+/// Periodic work: revoke certificates whose rekey overlap has ended, and reissue CRLs before
+/// their nextUpdate even when nobody fetches them.
+async fn jobs<S: medsec_ca::CaStore + 'static>(state: Arc<AppState<S>>) {
+    loop {
+        match state.ca.process_due_supersessions(&state.actor).await {
+            Ok(v) if !v.is_empty() => state.revocation_changed().await,
+            Ok(_) => {}
+            Err(e) => tracing::warn!("supersession sweep failed: {e}"),
+        }
+        pki::refresh_due_crls(&state).await;
+        tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+    }
+}
+
 /// Serves until the process ends or a listener fails.
 pub async fn serve<S: medsec_ca::CaStore + 'static>(
     bound: Bound,
@@ -98,6 +112,7 @@ pub async fn serve<S: medsec_ca::CaStore + 'static>(
     let https = est::router(state.clone());
     let device = gateway::router(state.clone());
     state.watch.clone().spawn(state.clone());
+    tokio::spawn(jobs(state.clone()));
     let h = tokio::spawn(async move { axum::serve(bound.http, plain).await });
     let e = tokio::spawn(accept::serve_tls(bound.https, est_cfg, https));
     let d = tokio::spawn(accept::serve_tls(bound.device, dev_cfg, device));

@@ -43,19 +43,37 @@ async fn crl<S: CaStore>(
     })?;
     let name = Name::parse(name)
         .map_err(|e| Problem::new(StatusCode::NOT_FOUND, "about:blank", e.to_string()))?;
-    let now = OffsetDateTime::now_utc();
-    let crl = match st.ca.latest_crl(&name).await? {
-        // Reissue once three quarters of the validity have passed, so relying parties that
-        // cache until nextUpdate always find a fresh one before the old one lapses.
-        Some(c) if now < c.next_update - (c.next_update - c.this_update) / 4 => c,
-        _ => st.ca.generate_crl(&name, &st.actor).await?,
-    };
+    let crl = current_crl(&st, &name).await?;
     let mut r = crl.der.into_response();
     r.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/pkix-crl"),
     );
     Ok(r)
+}
+
+/// The newest CRL of `name`, reissued first once three quarters of its validity have passed,
+/// so relying parties that cache until nextUpdate always find a fresh one before it lapses.
+async fn current_crl<S: CaStore>(
+    st: &AppState<S>,
+    name: &Name,
+) -> Result<medsec_ca::CrlRecord, medsec_ca::CaError> {
+    let now = OffsetDateTime::now_utc();
+    match st.ca.latest_crl(name).await? {
+        Some(c) if now < c.next_update - (c.next_update - c.this_update) / 4 => Ok(c),
+        _ => st.ca.generate_crl(name, &st.actor).await,
+    }
+}
+
+pub(crate) async fn refresh_due_crls<S: CaStore>(st: &AppState<S>) {
+    let Ok(cas) = st.ca.list_cas().await else {
+        return;
+    };
+    for c in cas.iter().filter(|c| c.key_ref.is_some()) {
+        if let Err(e) = current_crl(st, &c.name).await {
+            tracing::warn!("CRL refresh for {} failed: {e}", c.name);
+        }
+    }
 }
 
 async fn answer<S: CaStore>(st: &AppState<S>, req: Vec<u8>) -> Response {

@@ -22,6 +22,8 @@ pub struct AppState<S> {
     /// once per token per TTL rather than on every request.
     pub(crate) token_cache: Mutex<HashMap<[u8; 32], (medsec_auth::Principal, Instant)>>,
     pub(crate) limiter: crate::limit::RateLimiter,
+    /// Manufacturing CAs (DER) whose device certificates (IDevIDs) may bootstrap enrollment.
+    pub idevid_cas: Vec<Vec<u8>>,
 }
 
 impl<S: CaStore> AppState<S> {
@@ -39,7 +41,14 @@ impl<S: CaStore> AppState<S> {
             auth,
             token_cache: Mutex::new(HashMap::new()),
             limiter: crate::limit::RateLimiter::default(),
+            idevid_cas: Vec::new(),
         }
+    }
+
+    /// Trusts IDevIDs from these manufacturing CAs (DER) for first enrollment.
+    pub fn with_idevid_cas(mut self, cas: Vec<Vec<u8>>) -> Self {
+        self.idevid_cas = cas;
+        self
     }
 
     /// Called after any revocation this process makes, so that OCSP, CRLs and the gateway

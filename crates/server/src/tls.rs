@@ -131,11 +131,16 @@ pub async fn est_tls_config<S: CaStore>(
     state: &AppState<S>,
     identity: &ServerIdentity,
 ) -> Result<rustls::ServerConfig, ServerError> {
-    let verifier =
-        WebPkiClientVerifier::builder_with_provider(Arc::new(our_roots(state).await?), provider())
-            .allow_unauthenticated()
-            .build()
-            .map_err(|e| ServerError::Tls(e.to_string()))?;
+    let mut roots = our_roots(state).await?;
+    for der in &state.idevid_cas {
+        roots
+            .add(CertificateDer::from(der.clone()))
+            .map_err(|e| ServerError::Tls(format!("manufacturing CA: {e}")))?;
+    }
+    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
+        .allow_unauthenticated()
+        .build()
+        .map_err(|e| ServerError::Tls(e.to_string()))?;
     server_config(verifier, identity)
 }
 
