@@ -35,6 +35,9 @@ pub struct ServerConfig {
     pub default_profile: Option<String>,
     /// PEM file of manufacturing CA certificates whose IDevIDs may bootstrap EST enrollment.
     pub idevid_ca: Option<PathBuf>,
+    /// Seconds an OCSP response is served from cache (0: sign every response afresh).
+    /// Revocations clear the cache at once either way.
+    pub ocsp_cache_secs: u64,
 }
 
 impl Default for ServerConfig {
@@ -48,6 +51,7 @@ impl Default for ServerConfig {
             tls_key: None,
             default_profile: None,
             idevid_ca: None,
+            ocsp_cache_secs: 60,
         }
     }
 }

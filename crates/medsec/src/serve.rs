@@ -117,7 +117,11 @@ pub async fn run(app: App, args: &ServeArgs) -> Result<()> {
         }
         None => Vec::new(),
     };
-    let state = Arc::new(AppState::new(app.ca, default_profile, auth).with_idevid_cas(idevid_cas));
+    let state = Arc::new(
+        AppState::new(app.ca, default_profile, auth)
+            .with_idevid_cas(idevid_cas)
+            .with_ocsp_cache_ttl(std::time::Duration::from_secs(cfg.ocsp_cache_secs)),
+    );
     let identity = match (tls_cert, tls_key) {
         (Some(c), Some(k)) => ServerIdentity::from_pem(
             &std::fs::read(&c).with_context(|| format!("reading {}", c.display()))?,

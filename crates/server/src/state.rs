@@ -45,6 +45,12 @@ impl<S: CaStore> AppState<S> {
         }
     }
 
+    /// How long OCSP responses are cached (zero: not at all).
+    pub fn with_ocsp_cache_ttl(mut self, ttl: Duration) -> Self {
+        self.ocsp_cache = OcspCache::new(ttl);
+        self
+    }
+
     /// Trusts IDevIDs from these manufacturing CAs (DER) for first enrollment.
     pub fn with_idevid_cas(mut self, cas: Vec<Vec<u8>>) -> Self {
         self.idevid_cas = cas;
@@ -122,9 +128,15 @@ impl RevocationWatch {
 }
 
 /// OCSP responses keyed by the request bytes, dropped on any revocation change and at expiry.
-#[derive(Default)]
 pub struct OcspCache {
     map: Mutex<HashMap<Vec<u8>, CachedResponse>>,
+    ttl: Duration,
+}
+
+impl Default for OcspCache {
+    fn default() -> Self {
+        OcspCache::new(OCSP_CACHE_TTL)
+    }
 }
 
 /// A DER response and when it was made.
@@ -135,13 +147,24 @@ const OCSP_CACHE_TTL: Duration = Duration::from_secs(60);
 const OCSP_CACHE_MAX: usize = 100_000;
 
 impl OcspCache {
+    /// A zero `ttl` turns caching off (every request is signed afresh).
+    pub fn new(ttl: Duration) -> Self {
+        OcspCache {
+            map: Mutex::new(HashMap::new()),
+            ttl,
+        }
+    }
+
     pub fn get(&self, req: &[u8]) -> Option<Vec<u8>> {
         let m = self.map.lock().ok()?;
         let (resp, at) = m.get(req)?;
-        (at.elapsed() < OCSP_CACHE_TTL).then(|| resp.clone())
+        (at.elapsed() < self.ttl).then(|| resp.clone())
     }
 
     pub fn put(&self, req: Vec<u8>, resp: Vec<u8>) {
+        if self.ttl.is_zero() {
+            return;
+        }
         if let Ok(mut m) = self.map.lock() {
             if m.len() >= OCSP_CACHE_MAX {
                 m.clear();

@@ -1,0 +1,97 @@
+//! The device side of medsec: an agent that gets a device its certificate over EST
+//! (RFC 7030), keeps it fresh, and uses it on the mTLS device gateway.
+//!
+//! * [`Agent::enroll`] generates the device key, sends a CSR with a one-time enrollment token
+//!   (`simpleenroll`) and stores the certificate and the CA chain.
+//! * [`Agent::renew_if_due`] re-enrolls (`simplereenroll`, authenticated by the current
+//!   certificate as TLS client certificate) once two thirds of the validity have passed:
+//!   same key by default, a new key with `rekey`.
+//! * [`Agent::whoami`] asks the device gateway who the server thinks we are.
+//!
+//! The server is authenticated against one configured trust root, never the system store: a
+//! medical device talks to its manufacturer's PKI and nothing else. Every network step has a
+//! timeout and every response a size limit, so a misbehaving peer cannot hang or exhaust an
+//! unattended device.
+
+mod agent;
+mod config;
+mod csr;
+mod est;
+mod keys;
+mod state;
+mod transport;
+
+use std::path::PathBuf;
+
+pub use agent::{Agent, RenewOutcome, Status, Whoami, renewal_due, renewal_time};
+pub use config::{AgentConfig, Timeouts};
+pub use keys::SUPPORTED as SUPPORTED_KEY_ALGORITHMS;
+pub use state::CertInfo;
+
+/// Everything that can go wrong in the agent.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AgentError {
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    #[error("{op} {path}: {source}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("not enrolled: no device certificate in {0} (run `enroll` first)")]
+    NotEnrolled(PathBuf),
+    #[error(
+        "already enrolled: {0} holds a device certificate; use `renew`, or start again from an empty state directory"
+    )]
+    AlreadyEnrolled(PathBuf),
+    #[error("local state in {dir} is unusable: {reason}")]
+    State { dir: PathBuf, reason: String },
+    #[error("device key: {0}")]
+    Key(String),
+    #[error("cannot connect to {addr}: {source}")]
+    Connect {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("TLS with {addr} failed: {reason}")]
+    Tls { addr: String, reason: String },
+    #[error("{step} with {addr} timed out after {secs} s")]
+    Timeout {
+        step: &'static str,
+        addr: String,
+        secs: u64,
+    },
+    #[error("HTTP exchange with {addr} failed: {reason}")]
+    Http { addr: String, reason: String },
+    #[error("{operation} refused by the server (HTTP {status}): {detail}")]
+    Refused {
+        operation: &'static str,
+        status: u16,
+        detail: String,
+    },
+    #[error("unexpected response to {operation}: {reason}")]
+    BadResponse {
+        operation: &'static str,
+        reason: String,
+    },
+    #[error("the server returned an unacceptable certificate: {0}")]
+    BadCertificate(String),
+    #[error(
+        "the device certificate expired at {0}; an expired certificate cannot be renewed, enroll again with a new token"
+    )]
+    Expired(String),
+}
+
+impl AgentError {
+    pub(crate) fn io(op: &'static str, path: &std::path::Path, source: std::io::Error) -> Self {
+        AgentError::Io {
+            op,
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,323 @@
+//! `medsec-agent`: the command-line face of the device agent.
+//!
+//! Exit codes: 0 success (including "renewal not due yet"), 1 any error, 2 usage errors.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use medsec_agent::{Agent, AgentConfig, RenewOutcome, Timeouts};
+use medsec_core::{DeviceSerial, KeyAlgorithm, Name};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "medsec-agent",
+    version,
+    about = "Device agent: enroll over EST, renew before expiry, talk to the mTLS device gateway"
+)]
+struct Cli {
+    /// Directory for the device key, certificate and CA chain (created 0700).
+    #[arg(long, global = true, env = "MEDSEC_AGENT_STATE_DIR")]
+    state_dir: Option<PathBuf>,
+    /// EST server, host:port (needed by enroll and renew).
+    #[arg(long, global = true, env = "MEDSEC_AGENT_SERVER_HTTPS")]
+    server_https: Option<String>,
+    /// Device gateway, host:port (needed by whoami).
+    #[arg(long, global = true, env = "MEDSEC_AGENT_SERVER_DEVICE")]
+    server_device: Option<String>,
+    /// Name the server certificate must carry (DNS name or IP address).
+    #[arg(
+        long,
+        global = true,
+        env = "MEDSEC_AGENT_SERVER_NAME",
+        default_value = "localhost"
+    )]
+    server_name: String,
+    /// PEM file with the root(s) the server must chain to; system roots are never used.
+    #[arg(long, global = true, env = "MEDSEC_AGENT_TRUST_ROOT")]
+    trust_root: Option<PathBuf>,
+    /// EST label (certificate profile); default: the server's default profile.
+    #[arg(long, global = true, env = "MEDSEC_AGENT_PROFILE")]
+    profile: Option<String>,
+    /// Key type for keys the agent generates: ecdsa-p256, ecdsa-p384 or ed25519.
+    #[arg(long, global = true, default_value = "ecdsa-p256")]
+    key_algorithm: String,
+    /// Timeout in seconds for each of connect, TLS handshake and request.
+    #[arg(long, global = true, default_value_t = 10)]
+    timeout_secs: u64,
+    /// Machine-readable JSON output.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// First enrollment with a one-time token.
+    Enroll {
+        /// The device's serial number.
+        #[arg(long)]
+        serial: String,
+        /// The one-time enrollment token. Prefer --token-file or MEDSEC_AGENT_TOKEN: command
+        /// lines are visible to other users of the machine.
+        #[arg(long, env = "MEDSEC_AGENT_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// File whose first line is the token.
+        #[arg(long, conflicts_with = "token")]
+        token_file: Option<PathBuf>,
+    },
+    /// Re-enroll once two thirds of the certificate's validity have passed.
+    Renew {
+        /// Renew even if not due.
+        #[arg(long)]
+        force: bool,
+        /// Generate a new key instead of keeping the current one.
+        #[arg(long)]
+        rekey: bool,
+    },
+    /// Ask the device gateway who we are (mTLS with the current certificate).
+    Whoami,
+    /// Show the local certificate and when it falls due for renewal.
+    Status,
+}
+
+/// A mistake in how the command was called: exit code 2, like clap's own.
+#[derive(Debug)]
+struct Usage(String);
+
+impl std::fmt::Display for Usage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Usage {}
+
+fn usage(m: impl Into<String>) -> anyhow::Error {
+    Usage(m.into()).into()
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.is::<Usage>() => {
+            eprintln!("error: {e}");
+            eprintln!("\nFor more information, try '--help'.");
+            ExitCode::from(2)
+        }
+        Err(e) => {
+            eprintln!("error: {}", message(&e));
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// The error and its causes on one line, skipping causes the message already quotes (the
+/// library's messages include their source).
+fn message(e: &anyhow::Error) -> String {
+    let mut msg = e.to_string();
+    for cause in e.chain().skip(1) {
+        let t = cause.to_string();
+        if !msg.contains(&t) {
+            msg.push_str(": ");
+            msg.push_str(&t);
+        }
+    }
+    msg
+}
+
+fn config(cli: &Cli) -> Result<AgentConfig> {
+    let state_dir = cli
+        .state_dir
+        .clone()
+        .ok_or_else(|| usage("--state-dir is required"))?;
+    let trust_root = cli
+        .trust_root
+        .clone()
+        .ok_or_else(|| usage("--trust-root is required"))?;
+    let mut cfg = AgentConfig::new(
+        cli.server_https.clone().unwrap_or_default(),
+        cli.server_device.clone().unwrap_or_default(),
+        cli.server_name.clone(),
+        trust_root,
+        state_dir,
+    );
+    cfg.profile_label = cli
+        .profile
+        .as_deref()
+        .map(Name::parse)
+        .transpose()
+        .map_err(|e| usage(format!("--profile: {e}")))?;
+    cfg.key_algorithm = cli
+        .key_algorithm
+        .parse::<KeyAlgorithm>()
+        .map_err(|e| usage(format!("--key-algorithm: {e}")))?;
+    if cli.timeout_secs == 0 {
+        return Err(usage("--timeout-secs must be at least 1"));
+    }
+    let t = Duration::from_secs(cli.timeout_secs);
+    cfg.timeouts = Timeouts {
+        connect: t,
+        handshake: t,
+        request: t,
+    };
+    Ok(cfg)
+}
+
+fn need(v: &Option<String>, flag: &str, cmd: &str) -> Result<()> {
+    match v {
+        Some(s) if !s.trim().is_empty() => Ok(()),
+        _ => Err(usage(format!("{cmd} needs {flag} <host:port>"))),
+    }
+}
+
+fn when(t: OffsetDateTime) -> String {
+    t.format(&Rfc3339).unwrap_or_else(|_| t.to_string())
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let cfg = config(&cli)?;
+    // Check the command's own arguments before touching files or the network.
+    let enroll = match &cli.command {
+        Command::Enroll { .. } => Some(enroll_args(&cli.command)?),
+        _ => None,
+    };
+    match &cli.command {
+        Command::Enroll { .. } | Command::Renew { .. } => {
+            need(&cli.server_https, "--server-https", "this command")?
+        }
+        Command::Whoami => need(&cli.server_device, "--server-device", "whoami")?,
+        Command::Status => {}
+    }
+    let agent = Agent::new(cfg)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    match &cli.command {
+        Command::Enroll { .. } => {
+            let Some((serial, token)) = &enroll else {
+                bail!("enroll arguments were not checked");
+            };
+            let info = rt.block_on(agent.enroll(serial, token))?;
+            if cli.json {
+                println!("{}", serde_json::to_string_pretty(&info)?);
+            } else {
+                println!(
+                    "enrolled {}: certificate {}, valid until {}; stored in {}",
+                    info.device.as_deref().unwrap_or(serial.as_str()),
+                    info.serial,
+                    when(info.not_after),
+                    agent.certificate_path().display()
+                );
+            }
+        }
+        Command::Renew { force, rekey } => {
+            let out = rt.block_on(agent.renew_if_due(OffsetDateTime::now_utc(), *force, *rekey))?;
+            let replaced =
+                |what: &str, old: &medsec_core::CertSerial, new: &medsec_agent::CertInfo| {
+                    (
+                        format!(
+                            "{what}: certificate {old} replaced by {}, valid until {}",
+                            new.serial,
+                            when(new.not_after)
+                        ),
+                        serde_json::json!({"outcome": what, "old": old, "certificate": new}),
+                    )
+                };
+            let (line, v) = match &out {
+                RenewOutcome::NotDue { current, due_at } => (
+                    format!(
+                        "not due: certificate {} renews after {} (use --force to renew now)",
+                        current.serial,
+                        when(*due_at)
+                    ),
+                    serde_json::json!({"outcome": "not-due", "certificate": current, "due_at": when(*due_at)}),
+                ),
+                RenewOutcome::Renewed { old, new } => replaced("renewed", old, new),
+                RenewOutcome::Rekeyed { old, new } => replaced("rekeyed", old, new),
+                other => (
+                    format!("{other:?}"),
+                    serde_json::json!({"outcome": "other"}),
+                ),
+            };
+            if cli.json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                println!("{line}");
+            }
+        }
+        Command::Whoami => {
+            let w = rt.block_on(agent.whoami())?;
+            println!("{}", serde_json::to_string_pretty(&w)?);
+        }
+        Command::Status => {
+            let s = agent.status(OffsetDateTime::now_utc())?;
+            if cli.json {
+                println!("{}", serde_json::to_string_pretty(&s)?);
+            } else {
+                let c = &s.certificate;
+                println!("state:        {}", s.state_dir.display());
+                println!("device:       {}", c.device.as_deref().unwrap_or("-"));
+                println!("subject:      {}", c.subject);
+                println!("certificate:  {}", c.serial);
+                println!("key:          {}", s.key_algorithm);
+                println!(
+                    "valid:        {} .. {}",
+                    when(c.not_before),
+                    when(c.not_after)
+                );
+                println!(
+                    "renew after:  {}{}",
+                    when(s.renew_after),
+                    if s.expired {
+                        " (EXPIRED: enroll again with a new token)"
+                    } else if s.renewal_due {
+                        " (due now: run `renew`)"
+                    } else {
+                        ""
+                    }
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The enroll command's serial and token, checked.
+fn enroll_args(cmd: &Command) -> Result<(DeviceSerial, String)> {
+    let Command::Enroll {
+        serial,
+        token,
+        token_file,
+    } = cmd
+    else {
+        bail!("not an enroll command");
+    };
+    let serial = DeviceSerial::parse(serial).map_err(|e| usage(format!("--serial: {e}")))?;
+    let token = match (token, token_file) {
+        (Some(t), _) => t.trim().to_owned(),
+        (None, Some(p)) => std::fs::read_to_string(p)
+            .with_context(|| format!("reading {}", p.display()))?
+            .lines()
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_owned(),
+        (None, None) => {
+            return Err(usage(
+                "enroll needs --token, --token-file or MEDSEC_AGENT_TOKEN",
+            ));
+        }
+    };
+    if token.is_empty() {
+        bail!("the enrollment token is empty");
+    }
+    Ok((serial, token))
+}
