@@ -150,8 +150,15 @@ pub struct Ca<S> {
     keys: Arc<dyn KeySource>,
     loaded: Mutex<HashMap<Name, Arc<LoadedCa>>>,
     load_lock: tokio::sync::Mutex<()>,
+    responder_cache: Mutex<Option<CachedResponder>>,
     ocsp_validity: Duration,
 }
+
+type CachedResponder = (Arc<(OcspResponder, Vec<CaRecord>)>, std::time::Instant);
+
+/// How long the OCSP responder's view of the CA set may be stale for CAs added by another
+/// process (this process invalidates it itself).
+const RESPONDER_TTL: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl<S: CaStore> Ca<S> {
     pub fn new(store: S, keys: Arc<dyn KeySource>) -> Self {
@@ -160,6 +167,7 @@ impl<S: CaStore> Ca<S> {
             keys,
             loaded: Mutex::new(HashMap::new()),
             load_lock: tokio::sync::Mutex::new(()),
+            responder_cache: Mutex::new(None),
             ocsp_validity: Duration::hours(1),
         }
     }
@@ -218,6 +226,13 @@ impl<S: CaStore> Ca<S> {
     fn forget(&self, name: &Name) {
         if let Ok(mut m) = self.loaded.lock() {
             m.remove(name);
+        }
+        self.ca_set_changed();
+    }
+
+    fn ca_set_changed(&self) {
+        if let Ok(mut c) = self.responder_cache.lock() {
+            *c = None;
         }
     }
 
@@ -305,6 +320,7 @@ impl<S: CaStore> Ca<S> {
                 ),
             )
             .await?;
+        self.ca_set_changed();
         let issuing = self
             .add_issuing(
                 &spec.issuing_name,
@@ -392,6 +408,7 @@ impl<S: CaStore> Ca<S> {
                 ),
             )
             .await?;
+        self.ca_set_changed();
         Ok(rec)
     }
 
@@ -458,6 +475,7 @@ impl<S: CaStore> Ca<S> {
                 ),
             )
             .await?;
+        self.ca_set_changed();
         Ok(rec)
     }
 
@@ -1209,19 +1227,20 @@ impl<S: CaStore> Ca<S> {
     /// Answers a DER OCSP request with a DER OCSP response (errors are OCSP error statuses,
     /// not Rust errors: a relying party must always get a response it can parse).
     pub async fn ocsp_respond(&self, request_der: &[u8]) -> Vec<u8> {
-        let responder = match self.responder().await {
+        let cached = match self.responder().await {
             Ok(r) => r,
             Err(_) => {
                 return crate::ocsp::error_response(x509_ocsp::OcspResponseStatus::InternalError);
             }
         };
+        let (responder, cas) = &*cached;
         let parsed = match responder.parse(request_der) {
             Ok(p) => p,
             Err(resp) => return resp,
         };
         let mut found: HashMap<(Name, CertSerial), CertStatus> = HashMap::new();
-        for (ca, serial) in parsed.lookups(&responder) {
-            match self.lookup_status(ca, serial).await {
+        for (ca, serial) in parsed.lookups(responder) {
+            match self.lookup_status(ca, serial, cas).await {
                 Ok(Some(s)) => {
                     found.insert((ca.clone(), serial.clone()), s);
                 }
@@ -1244,32 +1263,51 @@ impl<S: CaStore> Ca<S> {
         &self,
         ca: &Name,
         serial: &CertSerial,
+        cas: &[CaRecord],
     ) -> Result<Option<CertStatus>, CaError> {
         if let Some(c) = self.store.get_cert(serial).await?
             && &c.issuer == ca
         {
             return Ok(Some(c.status));
         }
-        // A root is asked about its subordinate CAs.
-        for sub in self.store.list_cas().await? {
-            if sub.parent.as_ref() == Some(ca) && &sub.serial == serial {
-                return Ok(Some(match sub.revocation {
+        // A root is asked about its subordinate CAs; their status is read fresh.
+        if let Some(sub) = cas
+            .iter()
+            .find(|sub| sub.parent.as_ref() == Some(ca) && &sub.serial == serial)
+        {
+            return Ok(self
+                .store
+                .get_ca(&sub.name)
+                .await?
+                .map(|r| match r.revocation {
                     Some(r) => CertStatus::Revoked(r),
                     None => CertStatus::Valid,
                 }));
-            }
         }
         Ok(None)
     }
 
-    async fn responder(&self) -> Result<OcspResponder, CaError> {
+    /// The responder for every CA holding a key, rebuilt at most every few seconds (it hashes
+    /// each CA's name and key, which every request would otherwise redo) and whenever this
+    /// process changes the CA set.
+    async fn responder(&self) -> Result<Arc<(OcspResponder, Vec<CaRecord>)>, CaError> {
+        if let Some((r, at)) = self.responder_cache.lock().ok().and_then(|c| c.clone())
+            && at.elapsed() < RESPONDER_TTL
+        {
+            return Ok(r);
+        }
+        let cas = self.store.list_cas().await?;
         let mut r = OcspResponder::new(self.ocsp_validity);
-        for rec in self.store.list_cas().await? {
+        for rec in &cas {
             if rec.key_ref.is_none() {
                 continue;
             }
             let l = self.load(&rec.name).await?;
             r.add_ca(rec.name.clone(), &rec.cert_der, l.key.clone())?;
+        }
+        let r = Arc::new((r, cas));
+        if let Ok(mut c) = self.responder_cache.lock() {
+            *c = Some((r.clone(), std::time::Instant::now()));
         }
         Ok(r)
     }

@@ -450,6 +450,10 @@ impl KeySource for Pkcs11KeySource {
         let key_ref = KeyRef::Pkcs11 {
             label: label.to_owned(),
         };
+        // Token-object creation is serialized process-wide: SoftHSM2's file object store fails
+        // with CKR_GENERAL_ERROR when two sessions create objects on one token at once.
+        static TOKEN_WRITES: Mutex<()> = Mutex::new(());
+        let _writes = TOKEN_WRITES.lock().unwrap_or_else(PoisonError::into_inner);
         // Held from the existence check to the end of generation so that two generates of one
         // label through this source cannot both pass the check.
         let session = lock(&self.session);
