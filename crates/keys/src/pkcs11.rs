@@ -85,6 +85,15 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// Serializes every call into PKCS#11 sessions in this process. SoftHSM2's file object store
+/// answers CKR_GENERAL_ERROR when one session creates token objects while another searches or
+/// uses them; a CA signs at the token's pace anyway, so one call at a time costs little.
+/// Always taken before any other lock here.
+fn token_guard() -> MutexGuard<'static, ()> {
+    static TOKEN_OPS: Mutex<()> = Mutex::new(());
+    lock(&TOKEN_OPS)
+}
+
 /// One loaded and initialized module.
 struct Module {
     ctx: Pkcs11,
@@ -247,6 +256,7 @@ impl Pkcs11KeySource {
     /// Loads and initializes the module (once per process), finds the token by label, opens a
     /// read/write session and logs in as the user.
     pub fn open(config: Pkcs11Config) -> Result<Self, KeyError> {
+        let _token = token_guard();
         // Held throughout so that concurrent opens see each other's logins.
         let mut modules = lock(modules());
         let module = load_module(&mut modules, &config.module)?;
@@ -450,10 +460,7 @@ impl KeySource for Pkcs11KeySource {
         let key_ref = KeyRef::Pkcs11 {
             label: label.to_owned(),
         };
-        // Token-object creation is serialized process-wide: SoftHSM2's file object store fails
-        // with CKR_GENERAL_ERROR when two sessions create objects on one token at once.
-        static TOKEN_WRITES: Mutex<()> = Mutex::new(());
-        let _writes = TOKEN_WRITES.lock().unwrap_or_else(PoisonError::into_inner);
+        let _token = token_guard();
         // Held from the existence check to the end of generation so that two generates of one
         // label through this source cannot both pass the check.
         let session = lock(&self.session);
@@ -504,6 +511,7 @@ impl KeySource for Pkcs11KeySource {
         };
         check_label(label)?;
         let label_attr = Attribute::Label(label.as_bytes().to_vec());
+        let _token = token_guard();
         let session = lock(&self.session);
         let private_keys = find_keys(
             &session,
@@ -630,6 +638,7 @@ impl Signer for Pkcs11Signer {
             KeyAlgorithm::EcdsaP384 => (Sha384::digest(msg).to_vec(), 48),
             KeyAlgorithm::Ed25519 => {
                 let mech = Mechanism::Eddsa(EddsaParams::new(EddsaSignatureScheme::Pure));
+                let _token = token_guard();
                 let sig = lock(&self.session)
                     .sign(&mech, self.key, msg)
                     .map_err(failed)?;
@@ -644,6 +653,7 @@ impl Signer for Pkcs11Signer {
             }
             other => return Err(KeyError::UnsupportedAlgorithm(other)),
         };
+        let _token = token_guard();
         let raw = lock(&self.session)
             .sign(&Mechanism::Ecdsa, self.key, &digest)
             .map_err(failed)?;
