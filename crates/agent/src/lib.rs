@@ -14,6 +14,7 @@
 //! unattended device.
 
 mod agent;
+mod client;
 mod config;
 mod csr;
 mod est;
@@ -24,6 +25,7 @@ mod transport;
 use std::path::PathBuf;
 
 pub use agent::{Agent, RenewOutcome, Status, Whoami, renewal_due, renewal_time};
+pub use client::EstClient;
 pub use config::{AgentConfig, Timeouts};
 pub use keys::SUPPORTED as SUPPORTED_KEY_ALGORITHMS;
 pub use state::CertInfo;

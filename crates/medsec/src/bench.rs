@@ -24,17 +24,22 @@ fn peak_rss_kib() -> Option<u64> {
 }
 
 pub async fn run(cmd: &BenchCmd) -> Result<()> {
-    let BenchCmd::Issue {
-        count,
-        concurrency,
-        dir,
-    } = cmd;
-    let (count, concurrency) = (*count, (*concurrency).max(1));
-    if count == 0 {
-        bail!("--count must be at least 1");
+    match cmd {
+        BenchCmd::Issue {
+            count,
+            concurrency,
+            dir,
+        } => issue(*count, *concurrency, dir.clone()).await,
+        BenchCmd::Est { count, concurrency } => est(*count, *concurrency).await,
     }
-    let tmp = tempfile::tempdir().context("creating a temporary directory")?;
-    let dir = dir.clone().unwrap_or_else(|| tmp.path().join("data"));
+}
+
+/// A fresh data directory with a P-256 CA and profile `bench`.
+async fn setup(
+    tmp: &tempfile::TempDir,
+    dir: Option<std::path::PathBuf>,
+) -> Result<(Arc<crate::App>, Profile)> {
+    let dir = dir.unwrap_or_else(|| tmp.path().join("data"));
     if dir.join("medsec.db").exists() {
         bail!(
             "{} already holds a database; the benchmark needs a fresh one",
@@ -86,7 +91,16 @@ pub async fn run(cmd: &BenchCmd) -> Result<()> {
         rekey_overlap_days: 7,
     };
     app.ca.put_profile(&profile, &app.actor).await?;
+    Ok((app, profile))
+}
 
+async fn issue(count: usize, concurrency: usize, dir: Option<std::path::PathBuf>) -> Result<()> {
+    let concurrency = concurrency.max(1);
+    if count == 0 {
+        bail!("--count must be at least 1");
+    }
+    let tmp = tempfile::tempdir().context("creating a temporary directory")?;
+    let (app, profile) = setup(&tmp, dir).await?;
     eprintln!("generating {count} device keys and CSRs (not timed)...");
     let csrs = Arc::new(make_csrs(count)?);
 
@@ -136,6 +150,112 @@ pub async fn run(cmd: &BenchCmd) -> Result<()> {
         );
     }
     println!("| SQLite synchronous | FULL (WAL), group commit |");
+    Ok(())
+}
+
+async fn est(count: usize, concurrency: usize) -> Result<()> {
+    let concurrency = concurrency.max(1);
+    if count == 0 {
+        bail!("--count must be at least 1");
+    }
+    let tmp = tempfile::tempdir().context("creating a temporary directory")?;
+    let (app, profile) = setup(&tmp, None).await?;
+    eprintln!("creating {count} enrollment tokens and device keys/CSRs (not timed)...");
+    let mut tokens: Vec<(DeviceSerial, String)> = Vec::with_capacity(count);
+    for i in 0..count {
+        let serial = DeviceSerial::parse(&format!("EST-{i:08}"))?;
+        let (secret, _) = app
+            .ca
+            .create_enrollment_token(&profile.name, &serial, Duration::hours(1), &app.actor)
+            .await?;
+        tokens.push((serial, secret));
+    }
+    let csrs = make_csrs(count)?;
+    let root = app.ca.get_ca(&Name::parse("root")?).await?;
+    let root_pem = medsec_ca::pem_encode_cert(&root.cert_der);
+
+    // The server runs in this process on its own CA handle over the same store.
+    let auth: Arc<dyn medsec_auth::AuthStore> = Arc::new(app.store.clone());
+    let server_ca = medsec_ca::Ca::new(app.store.clone(), app.keys.clone());
+    let state = Arc::new(
+        medsec_server::AppState::new(server_ca, Some(profile.name.clone()), auth)
+            .with_rate_limit(1e9, 1e9),
+    );
+    let bound = medsec_server::Bound::bind(&medsec_server::Listeners {
+        http: "127.0.0.1:0".parse()?,
+        https: "127.0.0.1:0".parse()?,
+        device: "127.0.0.1:0".parse()?,
+    })
+    .await?;
+    let addr = bound.addrs().https.to_string();
+    let identity =
+        medsec_server::ServerIdentity::issue(&state, &profile.issuer, &["127.0.0.1".to_owned()])
+            .await?;
+    tokio::spawn(async move { medsec_server::serve(bound, state, &identity).await });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let client = Arc::new(medsec_agent::EstClient::new(
+        &addr,
+        "127.0.0.1",
+        root_pem.as_bytes(),
+        medsec_agent::Timeouts::default(),
+    )?);
+
+    eprintln!("enrolling {count} devices over TLS with {concurrency} concurrent clients...");
+    let work = Arc::new(tokens.into_iter().zip(csrs).collect::<Vec<_>>());
+    let next = Arc::new(AtomicUsize::new(0));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let (client, work, next) = (client.clone(), work.clone(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(((serial, token), csr)) = work.get(i) else {
+                    return Ok::<_, anyhow::Error>(lat);
+                };
+                let t = Instant::now();
+                let certs = client.simpleenroll(None, csr, serial, token).await?;
+                if certs.len() != 1 {
+                    bail!("enrollment {i} returned {} certificates", certs.len());
+                }
+                lat.push(t.elapsed());
+            }
+        }));
+    }
+    let mut lat = Vec::with_capacity(count);
+    for t in tasks {
+        lat.extend(t.await??);
+    }
+    let elapsed = start.elapsed();
+    lat.sort();
+    let pct = |p: f64| lat[((lat.len() as f64 - 1.0) * p) as usize].as_secs_f64() * 1000.0;
+    let stored: (i64,) = sqlx::query_as("SELECT COUNT(*) FROM certs")
+        .fetch_one(app.store.pool())
+        .await?;
+    if stored.0 as usize != count {
+        bail!("expected {count} stored certificates, found {}", stored.0);
+    }
+    println!("| metric | value |");
+    println!("|---|---|");
+    println!("| enrollments (HTTPS simpleenroll, token, new TLS connection each) | {count} |");
+    println!("| concurrent clients | {concurrency} |");
+    println!("| elapsed | {:.2} s |", elapsed.as_secs_f64());
+    println!(
+        "| throughput | {:.0} enrollments/s |",
+        count as f64 / elapsed.as_secs_f64()
+    );
+    println!(
+        "| latency p50 / p99 | {:.1} ms / {:.1} ms |",
+        pct(0.5),
+        pct(0.99)
+    );
+    if let Some(kib) = peak_rss_kib() {
+        println!(
+            "| peak RSS (server and clients in one process) | {:.1} MiB |",
+            kib as f64 / 1024.0
+        );
+    }
     Ok(())
 }
 

@@ -353,4 +353,12 @@ pub enum BenchCmd {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+    /// EST simpleenroll end to end over TLS on loopback against an in-process server: a new
+    /// device key, token and TLS connection per enrollment.
+    Est {
+        #[arg(long, default_value_t = 5000)]
+        count: usize,
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+    },
 }

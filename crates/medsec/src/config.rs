@@ -38,6 +38,9 @@ pub struct ServerConfig {
     /// Seconds an OCSP response is served from cache (0: sign every response afresh).
     /// Revocations clear the cache at once either way.
     pub ocsp_cache_secs: u64,
+    /// EST enrollment requests per second (and burst) allowed per client IP address.
+    pub est_rate_per_sec: f64,
+    pub est_rate_burst: f64,
 }
 
 impl Default for ServerConfig {
@@ -52,6 +55,8 @@ impl Default for ServerConfig {
             default_profile: None,
             idevid_ca: None,
             ocsp_cache_secs: 60,
+            est_rate_per_sec: 50.0,
+            est_rate_burst: 200.0,
         }
     }
 }

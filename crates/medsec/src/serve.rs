@@ -120,7 +120,8 @@ pub async fn run(app: App, args: &ServeArgs) -> Result<()> {
     let state = Arc::new(
         AppState::new(app.ca, default_profile, auth)
             .with_idevid_cas(idevid_cas)
-            .with_ocsp_cache_ttl(std::time::Duration::from_secs(cfg.ocsp_cache_secs)),
+            .with_ocsp_cache_ttl(std::time::Duration::from_secs(cfg.ocsp_cache_secs))
+            .with_rate_limit(cfg.est_rate_per_sec, cfg.est_rate_burst),
     );
     let identity = match (tls_cert, tls_key) {
         (Some(c), Some(k)) => ServerIdentity::from_pem(

@@ -45,6 +45,12 @@ impl<S: CaStore> AppState<S> {
         }
     }
 
+    /// Enrollment requests per second and burst allowed per client address.
+    pub fn with_rate_limit(mut self, per_second: f64, burst: f64) -> Self {
+        self.limiter = crate::limit::RateLimiter::new(per_second, burst);
+        self
+    }
+
     /// How long OCSP responses are cached (zero: not at all).
     pub fn with_ocsp_cache_ttl(mut self, ttl: Duration) -> Self {
         self.ocsp_cache = OcspCache::new(ttl);
