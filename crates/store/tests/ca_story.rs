@@ -324,6 +324,104 @@ async fn serial_story<S: CaStore + AuditLog + Clone + 'static>(store: S, dir: &s
     assert!(verify_audit(&store).await.unwrap().is_ok());
 }
 
+/// One-time tokens: used once, expire, bound to their profile; a failed issuance spends nothing.
+async fn token_story<S: CaStore + AuditLog>(store: S, dir: &std::path::Path) {
+    let (ca, actor) = ready(store, dir).await;
+    let pname = Name::parse("pump").unwrap();
+    let sn = DeviceSerial::parse("TOK-1").unwrap();
+    let (secret, tok) = ca
+        .create_enrollment_token(&pname, &sn, Duration::hours(1), &actor)
+        .await
+        .unwrap();
+    assert_eq!(tok.device.urn(), "urn:medsec:device:pump-x2:TOK-1");
+    // A CSR the profile refuses does not burn the token.
+    let e = ca
+        .enroll_with_token(
+            &pname,
+            &secret,
+            &csr(&rcgen::PKCS_ECDSA_P384_SHA384),
+            &actor,
+        )
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("not allowed"), "{e}");
+    // Addressed to another profile (EST label): refused.
+    let mut other = profile();
+    other.name = Name::parse("other").unwrap();
+    ca.put_profile(&other, &actor).await.unwrap();
+    let e = ca
+        .enroll_with_token(
+            &other.name,
+            &secret,
+            &csr(&rcgen::PKCS_ECDSA_P256_SHA256),
+            &actor,
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, medsec_ca::CaError::TokenWrongProfile { .. }),
+        "{e}"
+    );
+    let issued = ca
+        .enroll_with_token(
+            &pname,
+            &secret,
+            &csr(&rcgen::PKCS_ECDSA_P256_SHA256),
+            &actor,
+        )
+        .await
+        .unwrap();
+    assert_eq!(issued.record.device, tok.device);
+    let e = ca
+        .enroll_with_token(
+            &pname,
+            &secret,
+            &csr(&rcgen::PKCS_ECDSA_P256_SHA256),
+            &actor,
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(e, medsec_ca::CaError::TokenRejected), "{e}");
+    assert!(
+        ca.enroll_with_token(
+            &pname,
+            "made-up",
+            &csr(&rcgen::PKCS_ECDSA_P256_SHA256),
+            &actor
+        )
+        .await
+        .is_err()
+    );
+    // Expiry.
+    let (short, _) = ca
+        .create_enrollment_token(
+            &pname,
+            &DeviceSerial::parse("TOK-2").unwrap(),
+            Duration::seconds(1),
+            &actor,
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let e = ca
+        .enroll_with_token(&pname, &short, &csr(&rcgen::PKCS_ECDSA_P256_SHA256), &actor)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, medsec_ca::CaError::TokenRejected), "{e}");
+    assert!(
+        ca.create_enrollment_token(&pname, &sn, Duration::days(31), &actor)
+            .await
+            .is_err()
+    );
+    assert!(verify_audit(ca.store()).await.unwrap().is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_token_story() {
+    let dir = tempfile::tempdir().unwrap();
+    token_story(sqlite(dir.path()).await, dir.path()).await;
+}
+
 async fn sqlite(dir: &std::path::Path) -> SqliteStore {
     SqliteStore::open(&dir.join("medsec.db"), Synchronous::Full)
         .await
