@@ -598,20 +598,26 @@ impl<S: CaStore> Ca<S> {
         csr: &[u8],
         actor: &Actor,
     ) -> Result<IssuedCert, CaError> {
+        self.issue_new(profile, serial, csr, None, actor).await
+    }
+
+    async fn issue_new(
+        &self,
+        profile: &Name,
+        serial: &DeviceSerial,
+        csr: &[u8],
+        evidence: Option<&str>,
+        actor: &Actor,
+    ) -> Result<IssuedCert, CaError> {
         let profile = self.get_profile(profile).await?;
         let csr = parse_and_verify_csr(csr)?;
         let device = DeviceId::new(profile.model.clone(), serial.clone());
-        self.issue_verified(
-            &profile,
-            &device,
-            &csr,
-            Basis::New {
-                token: None,
-                evidence: None,
-            },
-            actor,
-        )
-        .await
+        let basis = Basis::New {
+            token: None,
+            evidence,
+        };
+        self.issue_verified(&profile, &device, &csr, basis, actor)
+            .await
     }
 
     async fn issue_verified(
@@ -855,20 +861,8 @@ impl<S: CaStore> Ca<S> {
         csr: &[u8],
         actor: &Actor,
     ) -> Result<IssuedCert, CaError> {
-        let profile = self.get_profile(profile).await?;
-        let csr = parse_and_verify_csr(csr)?;
-        let device = DeviceId::new(profile.model.clone(), serial.clone());
-        self.issue_verified(
-            &profile,
-            &device,
-            &csr,
-            Basis::New {
-                token: None,
-                evidence: Some(evidence),
-            },
-            actor,
-        )
-        .await
+        self.issue_new(profile, serial, csr, Some(evidence), actor)
+            .await
     }
 
     /// Checks a certificate a device presented (already chain-verified by TLS): it must be one

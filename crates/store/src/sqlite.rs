@@ -436,6 +436,17 @@ fn revocation_from(row: &SqliteRow) -> Result<Option<Revocation>, StoreError> {
     }))
 }
 
+/// `(serial, revocation)` pairs from rows selecting serial and the revocation columns.
+fn serial_revocations(rows: &[SqliteRow]) -> Result<Vec<(CertSerial, Revocation)>, StoreError> {
+    rows.iter()
+        .map(|r| {
+            let s: String = r.try_get("serial").map_err(be)?;
+            let rev = revocation_from(r)?.ok_or_else(|| corrupt("revocation", "missing reason"))?;
+            Ok((parse("serial", &s)?, rev))
+        })
+        .collect()
+}
+
 fn ca_from(row: &SqliteRow) -> Result<CaRecord, StoreError> {
     let g = |c: &str| row.try_get::<String, _>(c).map_err(be);
     let role = g("role")?;
@@ -799,14 +810,7 @@ impl CaStore for SqliteStore {
         .fetch_all(&self.pool)
         .await
         .map_err(be)?;
-        rows.iter()
-            .map(|r| {
-                let s: String = r.try_get("serial").map_err(be)?;
-                let rev =
-                    revocation_from(r)?.ok_or_else(|| corrupt("revocation", "missing reason"))?;
-                Ok((parse("serial", &s)?, rev))
-            })
-            .collect()
+        serial_revocations(&rows)
     }
 
     async fn revoke_ca(
@@ -843,14 +847,7 @@ impl CaStore for SqliteStore {
             .fetch_all(&self.pool)
             .await
             .map_err(be)?;
-        rows.iter()
-            .map(|r| {
-                let s: String = r.try_get("serial").map_err(be)?;
-                let rev =
-                    revocation_from(r)?.ok_or_else(|| corrupt("revocation", "missing reason"))?;
-                Ok((parse("serial", &s)?, rev))
-            })
-            .collect()
+        serial_revocations(&rows)
     }
 
     async fn store_crl(
