@@ -1,0 +1,129 @@
+//! Vulnerability matching building blocks: how each package ecosystem orders its versions, and
+//! whether a version falls inside an OSV `affected` entry.
+//!
+//! Versions are never compared as strings: "1.10" > "1.9", "1.0rc1" < "1.0", "1:0.9" > "2.0",
+//! "1.0~rc1" < "1.0". Each ecosystem's rule lives in its own module and is tested against the
+//! cases that break naive comparison.
+
+mod alpine;
+mod dpkg;
+mod maven;
+mod pep440;
+mod range;
+mod semver;
+
+pub use range::{Event, Range, RangeKind, affected};
+
+use std::cmp::Ordering;
+use std::fmt;
+
+/// Errors from version parsing and range evaluation.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum VulnError {
+    #[error("{ecosystem} version {version:?} is not valid: {reason}")]
+    BadVersion {
+        ecosystem: Ecosystem,
+        version: String,
+        reason: &'static str,
+    },
+    #[error("ecosystem {0:?} is not supported")]
+    UnknownEcosystem(String),
+    #[error("malformed range: {0}")]
+    BadRange(String),
+}
+
+/// Package ecosystems with a version ordering of their own (OSV names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Ecosystem {
+    Npm,
+    CratesIo,
+    Go,
+    PyPI,
+    Maven,
+    Debian,
+    Ubuntu,
+    Alpine,
+}
+
+impl Ecosystem {
+    /// From an OSV ecosystem name; a release suffix (`Debian:12`, `Alpine:v3.20`) is ignored.
+    pub fn from_osv(name: &str) -> Result<Self, VulnError> {
+        let base = name.split(':').next().unwrap_or(name);
+        Ok(match base {
+            "npm" => Ecosystem::Npm,
+            "crates.io" => Ecosystem::CratesIo,
+            "Go" => Ecosystem::Go,
+            "PyPI" => Ecosystem::PyPI,
+            "Maven" => Ecosystem::Maven,
+            "Debian" => Ecosystem::Debian,
+            "Ubuntu" => Ecosystem::Ubuntu,
+            "Alpine" => Ecosystem::Alpine,
+            _ => return Err(VulnError::UnknownEcosystem(name.to_owned())),
+        })
+    }
+
+    /// From a purl type (`pkg:<type>/...`).
+    pub fn from_purl_type(t: &str) -> Option<Self> {
+        Some(match t {
+            "npm" => Ecosystem::Npm,
+            "cargo" => Ecosystem::CratesIo,
+            "golang" => Ecosystem::Go,
+            "pypi" => Ecosystem::PyPI,
+            "maven" => Ecosystem::Maven,
+            "deb" => Ecosystem::Debian,
+            "apk" => Ecosystem::Alpine,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Ecosystem::Npm => "npm",
+            Ecosystem::CratesIo => "crates.io",
+            Ecosystem::Go => "Go",
+            Ecosystem::PyPI => "PyPI",
+            Ecosystem::Maven => "Maven",
+            Ecosystem::Debian => "Debian",
+            Ecosystem::Ubuntu => "Ubuntu",
+            Ecosystem::Alpine => "Alpine",
+        }
+    }
+
+    /// Compares two versions by this ecosystem's rules.
+    pub fn compare(self, a: &str, b: &str) -> Result<Ordering, VulnError> {
+        let bad = |v: &str, reason| VulnError::BadVersion {
+            ecosystem: self,
+            version: v.chars().take(80).collect(),
+            reason,
+        };
+        match self {
+            Ecosystem::Npm | Ecosystem::CratesIo | Ecosystem::Go => {
+                let pa = semver::Version::parse(a).map_err(|r| bad(a, r))?;
+                let pb = semver::Version::parse(b).map_err(|r| bad(b, r))?;
+                Ok(pa.cmp(&pb))
+            }
+            Ecosystem::PyPI => {
+                let pa = pep440::Version::parse(a).map_err(|r| bad(a, r))?;
+                let pb = pep440::Version::parse(b).map_err(|r| bad(b, r))?;
+                Ok(pa.cmp(&pb))
+            }
+            Ecosystem::Maven => Ok(maven::compare(a, b)),
+            Ecosystem::Debian | Ecosystem::Ubuntu => {
+                dpkg::compare(a, b).map_err(|(v, r)| bad(if v { a } else { b }, r))
+            }
+            Ecosystem::Alpine => {
+                let pa = alpine::Version::parse(a).map_err(|r| bad(a, r))?;
+                let pb = alpine::Version::parse(b).map_err(|r| bad(b, r))?;
+                Ok(pa.cmp(&pb))
+            }
+        }
+    }
+}
+
+impl fmt::Display for Ecosystem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
