@@ -7,11 +7,13 @@
 mod audit;
 mod ids;
 mod keyalg;
+mod purl;
 mod revocation;
 
 pub use audit::{AuditAction, AuditEntry, AuditRecord, ChainBreak, ChainVerifier, GENESIS_HASH};
 pub use ids::{Actor, CertSerial, DeviceId, DeviceModel, DeviceSerial, Name};
 pub use keyalg::KeyAlgorithm;
+pub use purl::Purl;
 pub use revocation::RevocationReason;
 
 /// Errors raised while parsing domain values.

@@ -8,10 +8,12 @@
 mod alpine;
 mod dpkg;
 mod maven;
+mod osv;
 mod pep440;
 mod range;
 mod semver;
 
+pub use osv::{Advisory, AffectedPackage, Finding, Index, OsvPackage};
 pub use range::{Event, Range, RangeKind, affected};
 
 use std::cmp::Ordering;

@@ -44,8 +44,15 @@ impl Version {
         };
         let mut parts = core.split('.');
         let mut nums = [0u64; 3];
-        for n in &mut nums {
-            let p = parts.next().ok_or("expected MAJOR.MINOR.PATCH")?;
+        // Missing MINOR/PATCH read as zero: SBOMs carry "0.14" for crates and Go modules, and
+        // refusing them would silently drop the component from matching.
+        for (i, n) in nums.iter_mut().enumerate() {
+            let Some(p) = parts.next() else {
+                if i == 0 {
+                    return Err("expected MAJOR.MINOR.PATCH");
+                }
+                break;
+            };
             if p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) {
                 return Err("version parts must be numbers");
             }
@@ -127,7 +134,11 @@ mod tests {
             Version::parse("1.0.0+build.1").unwrap(),
             Version::parse("1.0.0").unwrap()
         );
-        for bad in ["1.0", "1.0.0.0", "a.b.c", "1.0.0-", "1.0.0-al$pha", ""] {
+        assert_eq!(
+            Version::parse("0.14").unwrap(),
+            Version::parse("0.14.0").unwrap()
+        );
+        for bad in ["1.0.0.0", "a.b.c", "1.0.0-", "1.0.0-al$pha", ""] {
             assert!(Version::parse(bad).is_err(), "{bad}");
         }
     }

@@ -1,0 +1,252 @@
+//! Package URLs (purl spec): `pkg:type/namespace/name@version?qualifiers#subpath`.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::CoreError;
+
+/// A parsed package URL. Components are stored percent-decoded; `type` is lowercased as the
+/// spec requires, and type-specific name normalization is left to the matcher that needs it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Purl {
+    pub ty: String,
+    pub namespace: Option<String>,
+    pub name: String,
+    pub version: Option<String>,
+    pub qualifiers: BTreeMap<String, String>,
+    pub subpath: Option<String>,
+}
+
+fn decode(s: &str, whole: &str) -> Result<String, CoreError> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = b
+                .get(i + 1..i + 3)
+                .ok_or_else(|| CoreError::invalid("purl", whole, "truncated percent escape"))?;
+            let v = std::str::from_utf8(hex)
+                .ok()
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .ok_or_else(|| CoreError::invalid("purl", whole, "bad percent escape"))?;
+            out.push(v);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out)
+        .map_err(|_| CoreError::invalid("purl", whole, "not UTF-8 after decoding"))
+}
+
+fn encode(s: &str, keep_slash: bool) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c.is_ascii_alphanumeric() || "-._~".contains(c) || (keep_slash && c == '/') {
+            out.push(c);
+        } else {
+            let mut buf = [0u8; 4];
+            for b in c.encode_utf8(&mut buf).bytes() {
+                out.push_str(&format!("%{b:02X}"));
+            }
+        }
+    }
+    out
+}
+
+impl Purl {
+    pub fn parse(s: &str) -> Result<Self, CoreError> {
+        let bad = |r: &'static str| CoreError::invalid("purl", s, r);
+        if s.len() > 4096 {
+            return Err(bad("longer than 4096 characters"));
+        }
+        let rest = s
+            .trim()
+            .strip_prefix("pkg:")
+            .ok_or_else(|| bad("must start with pkg:"))?;
+        let rest = rest.trim_start_matches('/');
+        let (rest, subpath) = match rest.split_once('#') {
+            Some((r, sp)) => {
+                let parts: Vec<String> = sp
+                    .split('/')
+                    .filter(|p| !p.is_empty() && *p != "." && *p != "..")
+                    .map(|p| decode(p, s))
+                    .collect::<Result<_, _>>()?;
+                (r, (!parts.is_empty()).then(|| parts.join("/")))
+            }
+            None => (rest, None),
+        };
+        let (rest, qualifiers) = match rest.split_once('?') {
+            Some((r, q)) => {
+                let mut m = BTreeMap::new();
+                for kv in q.split('&').filter(|kv| !kv.is_empty()) {
+                    let (k, v) = kv
+                        .split_once('=')
+                        .ok_or_else(|| bad("qualifier without '='"))?;
+                    let k = k.to_ascii_lowercase();
+                    if k.is_empty()
+                        || !k
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+                    {
+                        return Err(bad("bad qualifier key"));
+                    }
+                    let v = decode(v, s)?;
+                    if !v.is_empty() {
+                        m.insert(k, v);
+                    }
+                }
+                (r, m)
+            }
+            None => (rest, BTreeMap::new()),
+        };
+        let rest = rest.trim_end_matches('/');
+        let (rest, version) = match rest.rsplit_once('@') {
+            // An '@' inside the namespace (npm scopes are percent-encoded as %40) is not a version.
+            Some((r, v)) if !v.contains('/') => (r, Some(decode(v, s)?)),
+            _ => (rest, None),
+        };
+        let (ty, path) = rest
+            .split_once('/')
+            .ok_or_else(|| bad("needs a type and a name"))?;
+        let ty = ty.to_ascii_lowercase();
+        if ty.is_empty()
+            || !ty.starts_with(|c: char| c.is_ascii_alphabetic())
+            || !ty
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"+.-".contains(&b))
+        {
+            return Err(bad("bad type"));
+        }
+        let segs: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
+        let (name, ns) = segs.split_last().ok_or_else(|| bad("missing name"))?;
+        let name = decode(name, s)?;
+        if name.is_empty() {
+            return Err(bad("missing name"));
+        }
+        let namespace = if ns.is_empty() {
+            None
+        } else {
+            Some(
+                ns.iter()
+                    .map(|p| decode(p, s))
+                    .collect::<Result<Vec<_>, _>>()?
+                    .join("/"),
+            )
+        };
+        Ok(Purl {
+            ty,
+            namespace,
+            name,
+            version: version.filter(|v| !v.is_empty()),
+            qualifiers,
+            subpath,
+        })
+    }
+
+    /// The purl without version, qualifiers and subpath: the package's identity.
+    pub fn package(&self) -> String {
+        match &self.namespace {
+            Some(ns) => format!(
+                "pkg:{}/{}/{}",
+                self.ty,
+                encode(ns, true),
+                encode(&self.name, false)
+            ),
+            None => format!("pkg:{}/{}", self.ty, encode(&self.name, false)),
+        }
+    }
+}
+
+impl fmt::Display for Purl {
+    /// Canonical form: qualifiers sorted, components percent-encoded.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.package())?;
+        if let Some(v) = &self.version {
+            write!(f, "@{}", encode(v, false))?;
+        }
+        if !self.qualifiers.is_empty() {
+            let q: Vec<String> = self
+                .qualifiers
+                .iter()
+                .map(|(k, v)| format!("{k}={}", encode(v, true)))
+                .collect();
+            write!(f, "?{}", q.join("&"))?;
+        }
+        if let Some(sp) = &self.subpath {
+            write!(f, "#{}", encode(sp, true))?;
+        }
+        Ok(())
+    }
+}
+
+impl FromStr for Purl {
+    type Err = CoreError;
+    fn from_str(s: &str) -> Result<Self, CoreError> {
+        Purl::parse(s)
+    }
+}
+
+impl Serialize for Purl {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for Purl {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Purl::parse(&String::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spec_examples() {
+        let p = Purl::parse("pkg:npm/%40angular/animation@12.3.1").unwrap();
+        assert_eq!(
+            (
+                p.namespace.as_deref(),
+                p.name.as_str(),
+                p.version.as_deref()
+            ),
+            (Some("@angular"), "animation", Some("12.3.1"))
+        );
+        let p = Purl::parse("pkg:maven/org.apache.xmlgraphics/batik-anim@1.9.1?packaging=sources&repository_url=repo.spring.io/release").unwrap();
+        assert_eq!(p.namespace.as_deref(), Some("org.apache.xmlgraphics"));
+        assert_eq!(p.qualifiers["repository_url"], "repo.spring.io/release");
+        let p = Purl::parse("pkg:deb/debian/curl@7.50.3-1?arch=i386&distro=jessie").unwrap();
+        assert_eq!(p.qualifiers["distro"], "jessie");
+        let p = Purl::parse("pkg:golang/google.golang.org/genproto#googleapis/api/annotations")
+            .unwrap();
+        assert_eq!(p.namespace.as_deref(), Some("google.golang.org"));
+        assert_eq!(p.subpath.as_deref(), Some("googleapis/api/annotations"));
+        let p = Purl::parse("PKG:NPM/foo@1.0.0".replace("PKG", "pkg").as_str()).unwrap();
+        assert_eq!(p.ty, "npm");
+        let s = "pkg:npm/%40scope/name@1.0.0?a=b";
+        assert_eq!(Purl::parse(s).unwrap().to_string(), s);
+    }
+
+    #[test]
+    fn refuses_garbage() {
+        for bad in [
+            "",
+            "npm/foo",
+            "pkg:",
+            "pkg:npm",
+            "pkg:/foo",
+            "pkg:npm/%zz",
+            "pkg:1npm/foo",
+            "pkg:npm/foo?noeq",
+        ] {
+            assert!(Purl::parse(bad).is_err(), "{bad}");
+        }
+    }
+}
