@@ -126,8 +126,10 @@ impl Purl {
         let segs: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
         let (name, ns) = segs.split_last().ok_or_else(|| bad("missing name"))?;
         let name = decode(name, s)?;
-        if name.is_empty() {
-            return Err(bad("missing name"));
+        if name.is_empty() || name.starts_with('@') {
+            return Err(bad(
+                "missing name (an npm scope goes in the namespace, encoded %40)",
+            ));
         }
         let namespace = if ns.is_empty() {
             None

@@ -105,3 +105,48 @@ fn withdrawn_and_boundaries_do_not_match() {
     }
     assert!(n >= 4);
 }
+
+/// End to end: each corpus SBOM parsed by medsec-sbom, every component purl matched, and the hits
+/// per package@version (qualifiers dropped, as the expected file keys them) equal the expected
+/// ones: distribution packages included, via the SBOM's `distro` and `upstream` qualifiers.
+#[test]
+fn sbom_to_findings_match_expected_for_every_sbom() {
+    let idx = index();
+    let exp = expected();
+    let sboms = Path::new(env!("CARGO_MANIFEST_DIR")).join("../sbom/tests/data");
+    for (file, hits) in exp["hits"].as_object().unwrap() {
+        let sbom = medsec_sbom::parse(&std::fs::read(sboms.join(file)).unwrap()).unwrap();
+        let mut got: std::collections::BTreeMap<String, BTreeSet<String>> = Default::default();
+        for c in &sbom.components {
+            let Some(p) = &c.purl else { continue };
+            // A version its ecosystem cannot read is reported by the real matcher as
+            // unmatchable; none of the expected hits depends on one.
+            let Ok(findings) = idx.match_purl(p) else {
+                continue;
+            };
+            let mut key = p.clone();
+            key.qualifiers.clear();
+            key.subpath = None;
+            for f in findings {
+                got.entry(key.to_string()).or_default().extend(f.advisories);
+            }
+        }
+        let want: std::collections::BTreeMap<String, BTreeSet<String>> = hits
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| {
+                let canon = Purl::parse(k).unwrap().to_string();
+                (
+                    canon,
+                    v.as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|x| x.as_str().unwrap().to_owned())
+                        .collect(),
+                )
+            })
+            .collect();
+        assert_eq!(got, want, "{file}");
+    }
+}

@@ -31,7 +31,11 @@ fn records() -> Vec<(String, Record)> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/osv");
     let mut out = Vec::new();
     for eco in std::fs::read_dir(&root).unwrap() {
-        for f in std::fs::read_dir(eco.unwrap().path()).unwrap() {
+        let eco = eco.unwrap().path();
+        if !eco.is_dir() {
+            continue;
+        }
+        for f in std::fs::read_dir(eco).unwrap() {
             let p = f.unwrap().path();
             let r: Record = serde_json::from_slice(&std::fs::read(&p).unwrap())
                 .unwrap_or_else(|e| panic!("{}: {e}", p.display()));
