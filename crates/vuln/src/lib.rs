@@ -6,13 +6,16 @@
 //! cases that break naive comparison.
 
 mod alpine;
+pub mod cvss;
 mod dpkg;
+mod kev;
 mod maven;
 mod osv;
 mod pep440;
 mod range;
 mod semver;
 
+pub use kev::{Kev, KevEntry};
 pub use osv::{Advisory, AffectedPackage, Finding, Index, OsvPackage};
 pub use range::{Event, Range, RangeKind, affected};
 
