@@ -66,9 +66,28 @@ pub enum Command {
     Apitoken(ApiTokenCmd),
     /// Run the server: EST, OCSP, CRLs and the mTLS device gateway.
     Serve(ServeArgs),
+    /// Vulnerability matching against offline advisory feeds.
+    #[command(subcommand)]
+    Vuln(VulnCmd),
     /// Benchmarks.
     #[command(subcommand)]
     Bench(BenchCmd),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum VulnCmd {
+    /// Match one SBOM (CycloneDX or SPDX, JSON/XML/tag-value) against OSV advisories given as
+    /// JSON files, directories of them, or OSV zip dumps; flags CISA KEV entries.
+    Scan {
+        #[arg(long)]
+        sbom: PathBuf,
+        /// OSV JSON file, directory (searched recursively) or .zip dump; repeatable.
+        #[arg(long, required = true)]
+        osv: Vec<PathBuf>,
+        /// CISA KEV catalog JSON.
+        #[arg(long)]
+        kev: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand, Debug)]

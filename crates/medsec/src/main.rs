@@ -5,6 +5,7 @@ mod cli;
 mod config;
 mod keys;
 mod serve;
+mod vuln;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -113,6 +114,10 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     if let Command::Bench(b) = &cli.command {
         return bench::run(b).await.map(|_| ExitCode::SUCCESS);
     }
+    // Offline scans need no data directory.
+    if let Command::Vuln(v) = &cli.command {
+        return vuln::run(v, cli.json).map(|_| ExitCode::SUCCESS);
+    }
     let app = open_app(
         &cli.data_dir,
         cli.config.as_deref(),
@@ -158,12 +163,12 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Serve(a) => serve::run(app, &a).await.map(|_| ExitCode::SUCCESS),
-        Command::Bench(_) => unreachable_bench(),
+        Command::Bench(_) | Command::Vuln(_) => unreachable_bench(),
     }
 }
 
 fn unreachable_bench() -> Result<ExitCode> {
-    bail!("bench is handled before the data directory is opened")
+    bail!("bench and vuln are handled before the data directory is opened")
 }
 
 fn out(app: &App, value: serde_json::Value, human: impl FnOnce() -> String) {

@@ -16,7 +16,7 @@ mod range;
 mod semver;
 
 pub use kev::{Kev, KevEntry};
-pub use osv::{Advisory, AffectedPackage, Finding, Index, OsvPackage};
+pub use osv::{Advisory, AffectedPackage, Finding, Index, OsvPackage, Severity};
 pub use range::{Event, Range, RangeKind, affected};
 
 use std::cmp::Ordering;

@@ -23,6 +23,26 @@ pub struct Advisory {
     pub summary: Option<String>,
     #[serde(default)]
     pub affected: Vec<AffectedPackage>,
+    #[serde(default)]
+    pub severity: Vec<Severity>,
+}
+
+/// An OSV severity entry: `{"type": "CVSS_V3", "score": "CVSS:3.1/..."}`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Severity {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub score: String,
+}
+
+impl Advisory {
+    /// The highest CVSS v3 base score among this record's severities, if any parses.
+    pub fn cvss_base(&self) -> Option<f64> {
+        self.severity
+            .iter()
+            .filter_map(|s| crate::cvss::parse(&s.score).ok()?.base_score)
+            .fold(None, |m: Option<f64>, x| Some(m.map_or(x, |m| m.max(x))))
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -45,6 +65,44 @@ impl Advisory {
     pub fn from_json(bytes: &[u8]) -> Result<Self, VulnError> {
         serde_json::from_slice(bytes)
             .map_err(|e| VulnError::BadRange(format!("not an OSV record: {e}")))
+    }
+
+    /// Every record in an OSV zip dump (as osv.dev publishes per ecosystem: one JSON file per
+    /// advisory). A record that does not parse fails the whole import, naming the entry.
+    pub fn from_zip(bytes: &[u8]) -> Result<Vec<Self>, VulnError> {
+        use std::io::Read;
+        /// No single advisory comes near this; a larger entry is a zip bomb or not OSV.
+        const MAX_ENTRY: u64 = 16 * 1024 * 1024;
+        let mut z = zip::ZipArchive::new(std::io::Cursor::new(bytes))
+            .map_err(|e| VulnError::BadRange(format!("not a zip archive: {e}")))?;
+        let mut out = Vec::new();
+        for i in 0..z.len() {
+            let mut f = z
+                .by_index(i)
+                .map_err(|e| VulnError::BadRange(format!("zip entry {i}: {e}")))?;
+            // Entry names are not trusted (they could be anything); they are only reported.
+            let name = f
+                .name()
+                .map(|n| n.into_owned())
+                .unwrap_or_else(|_| format!("entry {i}"));
+            if !f.is_file() || !name.ends_with(".json") {
+                continue;
+            }
+            let mut buf = Vec::new();
+            (&mut f)
+                .take(MAX_ENTRY + 1)
+                .read_to_end(&mut buf)
+                .map_err(|e| VulnError::BadRange(format!("{name}: {e}")))?;
+            if buf.len() as u64 > MAX_ENTRY {
+                return Err(VulnError::BadRange(format!(
+                    "{name}: larger than {MAX_ENTRY} bytes"
+                )));
+            }
+            out.push(
+                Self::from_json(&buf).map_err(|e| VulnError::BadRange(format!("{name}: {e}")))?,
+            );
+        }
+        Ok(out)
     }
 }
 
@@ -162,6 +220,7 @@ pub struct Finding {
 pub struct Index {
     advisories: Vec<Advisory>,
     by_key: HashMap<Key, Vec<(usize, usize)>>,
+    by_id: HashMap<String, usize>,
 }
 
 impl Index {
@@ -181,7 +240,20 @@ impl Index {
                 }
             }
         }
-        Index { advisories, by_key }
+        let by_id = advisories
+            .iter()
+            .enumerate()
+            .map(|(i, a)| (a.id.clone(), i))
+            .collect();
+        Index {
+            advisories,
+            by_key,
+            by_id,
+        }
+    }
+
+    pub fn advisory(&self, id: &str) -> Option<&Advisory> {
+        self.by_id.get(id).map(|&i| &self.advisories[i])
     }
 
     pub fn len(&self) -> usize {

@@ -32,3 +32,16 @@ fn real_catalog_flags_findings_by_alias() {
     assert!(kev.lookup(&f[0].identifiers).is_some());
     assert!(Kev::from_json(b"{\"nope\": 1}").is_err());
 }
+
+#[test]
+fn osv_zip_dump_imports() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
+    let advs = Advisory::from_zip(&std::fs::read(dir.join("osv-npm-all.zip")).unwrap()).unwrap();
+    let plain = std::fs::read_dir(dir.join("osv/npm")).unwrap().count();
+    assert_eq!(
+        advs.len(),
+        plain,
+        "the zip holds the same records as the folder"
+    );
+    assert!(Advisory::from_zip(b"PK not really").is_err());
+}

@@ -1,0 +1,132 @@
+//! `medsec vuln scan`: an SBOM against offline OSV feeds, without touching the store.
+
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use medsec_vuln::{Advisory, Index, Kev};
+use serde_json::json;
+
+use crate::cli::VulnCmd;
+
+/// Largest advisory file or dump read (a full OSV ecosystem dump is a few hundred MiB).
+const MAX_FEED: u64 = 1024 * 1024 * 1024;
+
+fn read_bounded(p: &Path, max: u64) -> Result<Vec<u8>> {
+    let len = std::fs::metadata(p)
+        .with_context(|| format!("reading {}", p.display()))?
+        .len();
+    if len > max {
+        bail!("{} is larger than {max} bytes", p.display());
+    }
+    std::fs::read(p).with_context(|| format!("reading {}", p.display()))
+}
+
+fn load(path: &Path, out: &mut Vec<Advisory>) -> Result<()> {
+    let meta = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
+    if meta.is_dir() {
+        let mut entries: Vec<_> = std::fs::read_dir(path)?.collect::<std::io::Result<_>>()?;
+        entries.sort_by_key(|e| e.path());
+        for e in entries {
+            let p = e.path();
+            if p.is_dir() || p.extension().is_some_and(|x| x == "json" || x == "zip") {
+                load(&p, out)?;
+            }
+        }
+        return Ok(());
+    }
+    let bytes = read_bounded(path, MAX_FEED)?;
+    if path.extension().is_some_and(|x| x == "zip") {
+        out.extend(
+            Advisory::from_zip(&bytes).with_context(|| format!("importing {}", path.display()))?,
+        );
+    } else {
+        out.push(
+            Advisory::from_json(&bytes).with_context(|| format!("importing {}", path.display()))?,
+        );
+    }
+    Ok(())
+}
+
+pub fn run(cmd: &VulnCmd, as_json: bool) -> Result<()> {
+    let VulnCmd::Scan { sbom, osv, kev } = cmd;
+    let sbom_bytes = read_bounded(sbom, medsec_sbom::MAX_BYTES as u64)?;
+    let parsed =
+        medsec_sbom::parse(&sbom_bytes).with_context(|| format!("SBOM {}", sbom.display()))?;
+    let mut advisories = Vec::new();
+    for p in osv {
+        load(p, &mut advisories)?;
+    }
+    let kev = match kev {
+        Some(p) => Some(
+            Kev::from_json(&read_bounded(p, 64 * 1024 * 1024)?)
+                .with_context(|| format!("KEV catalog {}", p.display()))?,
+        ),
+        None => None,
+    };
+    let index = Index::new(advisories);
+    let mut rows = Vec::new();
+    let mut unmatchable = Vec::new();
+    for c in &parsed.components {
+        let Some(purl) = &c.purl else { continue };
+        match index.match_purl(purl) {
+            Ok(findings) => {
+                for f in findings {
+                    let cvss = f
+                        .advisories
+                        .iter()
+                        .filter_map(|id| index.advisory(id)?.cvss_base())
+                        .fold(None, |m: Option<f64>, x| Some(m.map_or(x, |m| m.max(x))));
+                    let kev_entry = kev.as_ref().and_then(|k| k.lookup(&f.identifiers));
+                    rows.push(json!({
+                        "purl": purl.to_string(), "component": c.name, "version": c.version,
+                        "advisories": f.advisories, "identifiers": f.identifiers,
+                        "cvss_base": cvss, "kev": kev_entry.map(|k| json!({"cve": k.cve, "date_added": k.date_added})),
+                    }));
+                }
+            }
+            // Never a silent miss: a version that cannot be read is reported as such.
+            Err(e) => unmatchable.push(json!({"purl": purl.to_string(), "reason": e.to_string()})),
+        }
+    }
+    if as_json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(
+                &json!({"advisories_loaded": index.len(), "components": parsed.components.len(), "findings": rows, "unmatchable": unmatchable})
+            )?
+        );
+    } else {
+        for r in &rows {
+            let ids: Vec<&str> = r["advisories"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|v| v.as_str())
+                .collect();
+            println!(
+                "{:<60} {:<40} {:>5} {}",
+                r["purl"].as_str().unwrap_or(""),
+                ids.join(","),
+                r["cvss_base"]
+                    .as_f64()
+                    .map(|s| format!("{s:.1}"))
+                    .unwrap_or_else(|| "-".into()),
+                if r["kev"].is_null() { "" } else { "KEV" }
+            );
+        }
+        for u in &unmatchable {
+            eprintln!(
+                "warning: {} not matched: {}",
+                u["purl"].as_str().unwrap_or(""),
+                u["reason"].as_str().unwrap_or("")
+            );
+        }
+        eprintln!(
+            "{} finding(s) in {} components against {} advisories",
+            rows.len(),
+            parsed.components.len(),
+            index.len()
+        );
+    }
+    Ok(())
+}
