@@ -6,6 +6,7 @@ use std::sync::Arc;
 use hyper::Method;
 use hyper::header::ACCEPT;
 use medsec_core::{CertSerial, DeviceModel, DeviceSerial, KeyAlgorithm, Name};
+use medsec_keys::Pkcs11KeySource;
 use rustls::RootCertStore;
 use rustls::pki_types::{CertificateDer, UnixTime};
 use rustls::server::WebPkiClientVerifier;
@@ -14,10 +15,10 @@ use time::OffsetDateTime;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 use crate::config::AgentConfig;
-use crate::keys::DeviceKey;
+use crate::keys::{DeviceKey, StoredKey, check_token_key_label, token_key_labels};
 use crate::state::{CertInfo, Enrolled, StateDir};
 use crate::transport::{self, Endpoint};
-use crate::{AgentError, csr, est};
+use crate::{AgentError, csr, est, tls_key};
 
 /// When a certificate should be renewed: once two thirds of its validity have passed. That
 /// leaves a third of the lifetime (four months of a one-year certificate) to get through
@@ -78,6 +79,8 @@ pub struct Status {
     pub state_dir: PathBuf,
     pub certificate: CertInfo,
     pub key_algorithm: KeyAlgorithm,
+    /// Where the key is: `device.key`, or `pkcs11:object=<label> in token "<token>"`.
+    pub key_location: String,
     #[serde(with = "time::serde::rfc3339")]
     pub renew_after: OffsetDateTime,
     pub renewal_due: bool,
@@ -105,6 +108,16 @@ impl Agent {
                 cfg.key_algorithm
             )));
         }
+        // The token itself is opened only by the operations that need it (status never does).
+        if let Some(p) = &cfg.pkcs11 {
+            if p.token.module.as_os_str().is_empty() {
+                return Err(AgentError::Config("PKCS#11 module path is empty".into()));
+            }
+            if p.token.token_label.is_empty() {
+                return Err(AgentError::Config("PKCS#11 token label is empty".into()));
+            }
+            check_token_key_label(&p.key_label)?;
+        }
         Ok(Agent {
             state: StateDir::new(cfg.state_dir.clone()),
             roots: Arc::new(roots),
@@ -120,9 +133,13 @@ impl Agent {
         self.cfg.profile_label.as_ref()
     }
 
-    /// The EST endpoint, server-authenticated only, or with `client` as client certificate.
-    fn est_endpoint(&self, client: Option<&Enrolled>) -> Result<Endpoint, AgentError> {
-        let auth = client.map(client_identity);
+    /// The EST endpoint, server-authenticated only, or with `client` (state and its opened
+    /// key) as client certificate.
+    fn est_endpoint(
+        &self,
+        client: Option<(&Enrolled, &DeviceKey)>,
+    ) -> Result<Endpoint, AgentError> {
+        let auth = client.map(|(e, k)| client_identity(e, k)).transpose()?;
         let tls = transport::client_config(self.roots.clone(), auth)?;
         Endpoint::new(
             &self.cfg.server_https,
@@ -132,6 +149,66 @@ impl Agent {
         )
     }
 
+    /// The configured token, logged in; `None` without PKCS#11 configuration.
+    fn open_token(&self) -> Result<Option<Pkcs11KeySource>, AgentError> {
+        let Some(p) = &self.cfg.pkcs11 else {
+            return Ok(None);
+        };
+        Pkcs11KeySource::open(p.token.clone())
+            .map(Some)
+            .map_err(|e| AgentError::Key(format!("token {:?}: {e}", p.token.token_label)))
+    }
+
+    /// A new key where the configuration says new keys go. `first`: the device's first key,
+    /// which gets the configured label itself if it is free.
+    fn new_key(
+        &self,
+        token: Option<&Pkcs11KeySource>,
+        first: bool,
+        now: OffsetDateTime,
+    ) -> Result<DeviceKey, AgentError> {
+        match (&self.cfg.pkcs11, token) {
+            (Some(p), Some(t)) => DeviceKey::generate_in_token(
+                t,
+                &token_key_labels(&p.key_label, first, now.unix_timestamp()),
+                self.cfg.key_algorithm,
+            ),
+            (None, _) => DeviceKey::generate(self.cfg.key_algorithm),
+            (Some(_), None) => Err(AgentError::Config(
+                "PKCS#11 is configured but the token was not opened".into(),
+            )),
+        }
+    }
+
+    /// The current key, ready to sign: a file key as loaded, a token key found in `token`.
+    fn open_key(
+        &self,
+        stored: &StoredKey,
+        token: Option<&Pkcs11KeySource>,
+    ) -> Result<DeviceKey, AgentError> {
+        match (stored, token) {
+            (StoredKey::File(k), _) => Ok(k.clone()),
+            (StoredKey::Token(r), Some(t)) => DeviceKey::open_in_token(t, r),
+            (StoredKey::Token(r), None) => Err(AgentError::Config(format!(
+                "the device key is {}: configure the PKCS#11 module, token and PIN to use it",
+                r.location()
+            ))),
+        }
+    }
+
+    /// The token, if the current key is in it or a new key is to be made there.
+    fn token_for(
+        &self,
+        cur: &StoredKey,
+        new_key: bool,
+    ) -> Result<Option<Pkcs11KeySource>, AgentError> {
+        if matches!(cur, StoredKey::Token(_)) || (new_key && self.cfg.pkcs11.is_some()) {
+            self.open_token()
+        } else {
+            Ok(None)
+        }
+    }
+
     /// First enrollment: a new key, a CSR, the one-time `token` for device `serial`.
     pub async fn enroll(&self, serial: &DeviceSerial, token: &str) -> Result<CertInfo, AgentError> {
         self.state.create()?;
@@ -139,7 +216,9 @@ impl Agent {
         if self.state.has_cert() {
             return Err(AgentError::AlreadyEnrolled(self.state.dir().to_path_buf()));
         }
-        let key = DeviceKey::generate(self.cfg.key_algorithm)?;
+        // Before anything reaches the network, so a wrong PIN or token costs no round trip.
+        let pkcs11 = self.open_token()?;
+        let key = self.new_key(pkcs11.as_ref(), true, OffsetDateTime::now_utc())?;
         let ep = self.est_endpoint(None)?;
         let chain = est::cacerts(&ep, self.label()).await?;
         // The CA sets the subject from its profile; CN=serial only labels the request.
@@ -181,15 +260,18 @@ impl Agent {
         if now >= cur.cert.not_after {
             return Err(AgentError::Expired(rfc3339(cur.cert.not_after)));
         }
+        let pkcs11 = self.token_for(&cur.key, rekey)?;
+        // The current key authenticates the request (TLS client certificate) either way.
+        let cur_key = self.open_key(&cur.key, pkcs11.as_ref())?;
         let new_key = if rekey {
-            Some(DeviceKey::generate(self.cfg.key_algorithm)?)
+            Some(self.new_key(pkcs11.as_ref(), false, now)?)
         } else {
             None
         };
-        let key = new_key.as_ref().unwrap_or(&cur.key);
+        let key = new_key.as_ref().unwrap_or(&cur_key);
         // RFC 7030 4.2.2: the subject must be the current certificate's, byte for byte.
         let csr = csr::build(key, &cur.cert.subject_der)?;
-        let ep = self.est_endpoint(Some(&cur))?;
+        let ep = self.est_endpoint(Some((&cur, &cur_key)))?;
         // Refresh the chain too: the CA may have rolled its issuing certificate.
         let chain = est::cacerts(&ep, self.label()).await?;
         if let Some(k) = &new_key {
@@ -223,7 +305,9 @@ impl Agent {
     pub async fn whoami(&self) -> Result<Whoami, AgentError> {
         const OP: &str = "whoami";
         let cur = self.state.load()?;
-        let tls = transport::client_config(self.roots.clone(), Some(client_identity(&cur)))?;
+        let pkcs11 = self.token_for(&cur.key, false)?;
+        let key = self.open_key(&cur.key, pkcs11.as_ref())?;
+        let tls = transport::client_config(self.roots.clone(), Some(client_identity(&cur, &key)?))?;
         let ep = Endpoint::new(
             &self.cfg.server_device,
             &self.cfg.server_name,
@@ -266,6 +350,7 @@ impl Agent {
         Ok(Status {
             state_dir: self.state.dir().to_path_buf(),
             key_algorithm: cur.key.algorithm(),
+            key_location: cur.key.location(),
             renewal_due: now >= renew_after,
             expired: now >= cur.cert.not_after,
             renew_after,
@@ -292,7 +377,7 @@ impl Agent {
             .iter()
             .find_map(|c| {
                 let info = CertInfo::parse(c).ok()?;
-                info.certifies(key).then(|| (c.clone(), info))
+                info.certifies(&key.spki_der()).then(|| (c.clone(), info))
             })
             .ok_or_else(|| {
                 AgentError::BadCertificate(
@@ -331,13 +416,12 @@ impl Agent {
 }
 
 /// The TLS client identity: leaf plus the intermediates we know (never a self-signed root,
-/// which the server has and would ignore).
+/// which the server has and would ignore), signed for by `key`, which `StateDir::load` has
+/// matched with the leaf.
 fn client_identity(
     e: &Enrolled,
-) -> (
-    Vec<CertificateDer<'static>>,
-    rustls::pki_types::PrivateKeyDer<'static>,
-) {
+    key: &DeviceKey,
+) -> Result<rustls::sign::CertifiedKey, AgentError> {
     let mut chain = vec![CertificateDer::from(e.cert_der.clone())];
     chain.extend(
         e.chain
@@ -345,7 +429,7 @@ fn client_identity(
             .filter(|c| !is_self_signed(c))
             .map(|c| CertificateDer::from(c.clone())),
     );
-    (chain, e.key.rustls_key())
+    tls_key::certified_key(chain, key.signer())
 }
 
 fn is_self_signed(der: &[u8]) -> bool {

@@ -4,6 +4,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use medsec_core::{KeyAlgorithm, Name};
+use medsec_keys::Pkcs11Config;
+use zeroize::Zeroizing;
+
+use crate::keys::DEFAULT_PKCS11_KEY_LABEL;
 
 /// Agent settings. Built by the binary from its command line, or by an embedding application.
 #[derive(Debug, Clone)]
@@ -23,6 +27,11 @@ pub struct AgentConfig {
     pub profile_label: Option<Name>,
     /// Algorithm for keys the agent generates (enrollment and rekey).
     pub key_algorithm: KeyAlgorithm,
+    /// Where keys the agent generates live: `None` for a PKCS#8 file in the state directory,
+    /// or a PKCS#11 token. The current key is used wherever the state directory says it is;
+    /// this setting decides only where the next one is made (so a rekey can move a device
+    /// from a file key into a token).
+    pub pkcs11: Option<Pkcs11KeyConfig>,
     pub timeouts: Timeouts,
 }
 
@@ -43,7 +52,37 @@ impl AgentConfig {
             state_dir: state_dir.into(),
             profile_label: None,
             key_algorithm: KeyAlgorithm::EcdsaP256,
+            pkcs11: None,
             timeouts: Timeouts::default(),
+        }
+    }
+}
+
+/// A device key inside a PKCS#11 token: generated there, non-extractable, never on disk.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Pkcs11KeyConfig {
+    /// Module, token label and user PIN (the PIN is never printed).
+    pub token: Pkcs11Config,
+    /// Label of the device's first key; later keys (rekey, or an enrollment retried after a
+    /// failure) get `<label>-<unix time>`, and the state directory records which is current.
+    pub key_label: String,
+}
+
+impl Pkcs11KeyConfig {
+    /// Keys labelled from [`DEFAULT_PKCS11_KEY_LABEL`] in the token `token_label`.
+    pub fn new(
+        module: impl Into<PathBuf>,
+        token_label: impl Into<String>,
+        pin: Zeroizing<String>,
+    ) -> Self {
+        Pkcs11KeyConfig {
+            token: Pkcs11Config {
+                module: module.into(),
+                token_label: token_label.into(),
+                pin,
+            },
+            key_label: DEFAULT_PKCS11_KEY_LABEL.to_owned(),
         }
     }
 }
@@ -67,5 +106,26 @@ impl Default for Timeouts {
             handshake: Duration::from_secs(10),
             request: Duration::from_secs(10),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_never_shows_the_pin() {
+        let mut cfg = AgentConfig::new("a:1", "a:2", "localhost", "/root.pem", "/state");
+        cfg.pkcs11 = Some(Pkcs11KeyConfig::new(
+            "/usr/lib/x.so",
+            "tok",
+            Zeroizing::new("s3cret-pin".into()),
+        ));
+        let text = format!("{cfg:?}");
+        assert!(
+            text.contains("tok") && text.contains(DEFAULT_PKCS11_KEY_LABEL),
+            "{text}"
+        );
+        assert!(!text.contains("s3cret"), "{text}");
     }
 }

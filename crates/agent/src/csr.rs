@@ -12,6 +12,9 @@
 //! ```
 //!
 //! No attributes are sent: the CA takes nothing from a CSR but the public key.
+//!
+//! Building the bytes here also means the signature is one call to the device key's
+//! `medsec_keys::Signer`, which is all a key inside a PKCS#11 token can offer.
 
 use crate::AgentError;
 use crate::keys::DeviceKey;
@@ -125,6 +128,6 @@ mod tests {
     }
 
     fn key_pair(k: &DeviceKey) -> rcgen::KeyPair {
-        rcgen::KeyPair::from_pem(&k.to_pem()).unwrap()
+        rcgen::KeyPair::from_pem(&k.to_pem().unwrap()).unwrap()
     }
 }

@@ -8,6 +8,11 @@
 //!   same key by default, a new key with `rekey`.
 //! * [`Agent::whoami`] asks the device gateway who the server thinks we are.
 //!
+//! The device key is a PKCS#8 file in the state directory by default, or, with
+//! [`AgentConfig::pkcs11`], a non-extractable key generated inside a PKCS#11 token (secure
+//! element, TPM); then only a reference to it is stored, and CSRs and TLS handshakes are
+//! signed by the token.
+//!
 //! The server is authenticated against one configured trust root, never the system store: a
 //! medical device talks to its manufacturer's PKI and nothing else. Every network step has a
 //! timeout and every response a size limit, so a misbehaving peer cannot hang or exhaust an
@@ -20,14 +25,15 @@ mod csr;
 mod est;
 mod keys;
 mod state;
+mod tls_key;
 mod transport;
 
 use std::path::PathBuf;
 
 pub use agent::{Agent, RenewOutcome, Status, Whoami, renewal_due, renewal_time};
 pub use client::EstClient;
-pub use config::{AgentConfig, Timeouts};
-pub use keys::SUPPORTED as SUPPORTED_KEY_ALGORITHMS;
+pub use config::{AgentConfig, Pkcs11KeyConfig, Timeouts};
+pub use keys::{DEFAULT_PKCS11_KEY_LABEL, SUPPORTED as SUPPORTED_KEY_ALGORITHMS};
 pub use state::CertInfo;
 
 /// Everything that can go wrong in the agent.

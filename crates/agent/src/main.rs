@@ -8,10 +8,15 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
-use medsec_agent::{Agent, AgentConfig, RenewOutcome, Timeouts};
+use medsec_agent::{Agent, AgentConfig, Pkcs11KeyConfig, RenewOutcome, Timeouts};
 use medsec_core::{DeviceSerial, KeyAlgorithm, Name};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
+use zeroize::Zeroizing;
+
+/// Where the token's user PIN comes from unless --pkcs11-pin-file is given. No command-line
+/// flag: command lines are visible to other users of the machine.
+const PIN_ENV: &str = "MEDSEC_AGENT_PKCS11_PIN";
 
 #[derive(Parser, Debug)]
 #[command(
@@ -20,7 +25,8 @@ use time::format_description::well_known::Rfc3339;
     about = "Device agent: enroll over EST, renew before expiry, talk to the mTLS device gateway"
 )]
 struct Cli {
-    /// Directory for the device key, certificate and CA chain (created 0700).
+    /// Directory for the device key (or, for a token key, its record), certificate and CA
+    /// chain (created 0700).
     #[arg(long, global = true, env = "MEDSEC_AGENT_STATE_DIR")]
     state_dir: Option<PathBuf>,
     /// EST server, host:port (needed by enroll and renew).
@@ -46,6 +52,21 @@ struct Cli {
     /// Key type for keys the agent generates: ecdsa-p256, ecdsa-p384 or ed25519.
     #[arg(long, global = true, default_value = "ecdsa-p256")]
     key_algorithm: String,
+    /// PKCS#11 module: generate device keys inside a token (secure element, TPM, SoftHSM)
+    /// instead of a key file. Needs --pkcs11-token, and the user PIN in
+    /// MEDSEC_AGENT_PKCS11_PIN or --pkcs11-pin-file.
+    #[arg(long, global = true, env = "MEDSEC_AGENT_PKCS11_MODULE")]
+    pkcs11_module: Option<PathBuf>,
+    /// Label of the token that holds the device key.
+    #[arg(long, global = true, env = "MEDSEC_AGENT_PKCS11_TOKEN")]
+    pkcs11_token: Option<String>,
+    /// File whose first line is the token's user PIN (instead of MEDSEC_AGENT_PKCS11_PIN).
+    #[arg(long, global = true)]
+    pkcs11_pin_file: Option<PathBuf>,
+    /// Label of the device's first key in the token; later keys (rekey) get
+    /// <label>-<unix time>, and the state directory records which one is current.
+    #[arg(long, global = true, default_value = medsec_agent::DEFAULT_PKCS11_KEY_LABEL)]
+    pkcs11_key_label: String,
     /// Timeout in seconds for each of connect, TLS handshake and request.
     #[arg(long, global = true, default_value_t = 10)]
     timeout_secs: u64,
@@ -167,7 +188,58 @@ fn config(cli: &Cli) -> Result<AgentConfig> {
         handshake: t,
         request: t,
     };
+    cfg.pkcs11 = pkcs11_config(cli)?;
     Ok(cfg)
+}
+
+/// The token settings, when --pkcs11-module is given.
+fn pkcs11_config(cli: &Cli) -> Result<Option<Pkcs11KeyConfig>> {
+    let (module, token) = match (&cli.pkcs11_module, &cli.pkcs11_token) {
+        (None, None) => {
+            if cli.pkcs11_pin_file.is_some() {
+                return Err(usage(
+                    "--pkcs11-pin-file needs --pkcs11-module and --pkcs11-token",
+                ));
+            }
+            return Ok(None);
+        }
+        (Some(m), Some(t)) if !m.as_os_str().is_empty() && !t.is_empty() => (m, t),
+        _ => {
+            return Err(usage(
+                "--pkcs11-module and --pkcs11-token go together (a token key needs both)",
+            ));
+        }
+    };
+    let pin = match &cli.pkcs11_pin_file {
+        Some(p) => {
+            let text = Zeroizing::new(
+                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
+            );
+            // Only the line ending is cut: anything else may be part of the PIN.
+            Zeroizing::new(
+                text.lines()
+                    .next()
+                    .unwrap_or("")
+                    .trim_end_matches('\r')
+                    .to_owned(),
+            )
+        }
+        None => match std::env::var(PIN_ENV) {
+            Ok(v) => Zeroizing::new(v),
+            Err(std::env::VarError::NotPresent) => {
+                return Err(usage(format!(
+                    "a PKCS#11 token needs its user PIN in {PIN_ENV} or --pkcs11-pin-file"
+                )));
+            }
+            Err(std::env::VarError::NotUnicode(_)) => bail!("{PIN_ENV} is not valid UTF-8"),
+        },
+    };
+    if pin.is_empty() {
+        bail!("the PKCS#11 user PIN is empty");
+    }
+    let mut p = Pkcs11KeyConfig::new(module.clone(), token.clone(), pin);
+    p.key_label = cli.pkcs11_key_label.clone();
+    Ok(Some(p))
 }
 
 fn need(v: &Option<String>, flag: &str, cmd: &str) -> Result<()> {
@@ -267,7 +339,7 @@ fn run(cli: Cli) -> Result<()> {
                 println!("device:       {}", c.device.as_deref().unwrap_or("-"));
                 println!("subject:      {}", c.subject);
                 println!("certificate:  {}", c.serial);
-                println!("key:          {}", s.key_algorithm);
+                println!("key:          {} ({})", s.key_algorithm, s.key_location);
                 println!(
                     "valid:        {} .. {}",
                     when(c.not_before),

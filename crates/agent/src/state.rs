@@ -1,19 +1,26 @@
-//! The state directory: device key, device certificate, CA chain, and how they are replaced.
+//! The state directory: device key (or where it lives), device certificate, CA chain, and how
+//! they are replaced.
 //!
 //! Files (all written to a temporary name, fsynced, then renamed, so a reader sees the old or
 //! the new content and never a torn file):
 //!
-//! * `device.key`  PKCS#8 PEM, mode 0600 (see `keys.rs` for why it is not sealed)
-//! * `device.pem`  the current device certificate
-//! * `chain.pem`   the CA certificates from the server's `cacerts` (issuing first)
+//! * `device.key`     PKCS#8 PEM, mode 0600, for a file key (see `keys.rs` for why it is not
+//!   sealed), or
+//! * `device.keyref`  for a key in a PKCS#11 token: its label, token and public key (JSON);
+//!   the private key never leaves the token, so it is never here
+//! * `device.pem`     the current device certificate
+//! * `chain.pem`      the CA certificates from the server's `cacerts` (issuing first)
 //!
 //! Key and certificate must change together, which two renames cannot do atomically. So a new
-//! key is staged as `device.key.next` before the request and the new certificate as
-//! `device.pem.next` after it; then both are renamed into place. Whatever a crash leaves
-//! behind, [`StateDir::recover`] resolves by matching public keys: a staged certificate goes
-//! with whichever key it certifies, and a staged key without a certificate belongs to an
-//! exchange that never completed and is dropped (the server keeps the old certificate valid
-//! through the rekey overlap, so the agent simply tries again).
+//! key is staged (`device.key.next` or `device.keyref.next`) before the request and the new
+//! certificate as `device.pem.next` after it; then both are renamed into place, and a current
+//! key of the other kind (a rekey that moved the key into or out of a token) is removed.
+//! Whatever a crash leaves behind, [`StateDir::recover`] resolves by matching public keys: a
+//! staged certificate goes with whichever key it certifies, and a staged key without a
+//! certificate belongs to an exchange that never completed and is dropped (the server keeps
+//! the old certificate valid through the rekey overlap, so the agent simply tries again).
+//! Matching a token key needs only the public key in its record, so recovery never has to
+//! open the token.
 
 use std::fs;
 use std::io::Write;
@@ -25,12 +32,14 @@ use time::OffsetDateTime;
 use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
 
 use crate::AgentError;
-use crate::keys::DeviceKey;
+use crate::keys::{DeviceKey, KeyHome, StoredKey, TokenKeyRecord};
 
 const KEY: &str = "device.key";
+const KEY_REF: &str = "device.keyref";
 const CERT: &str = "device.pem";
 const CHAIN: &str = "chain.pem";
 const KEY_NEXT: &str = "device.key.next";
+const KEY_REF_NEXT: &str = "device.keyref.next";
 const CERT_NEXT: &str = "device.pem.next";
 
 /// What the agent reads from a certificate.
@@ -84,9 +93,10 @@ impl CertInfo {
         })
     }
 
-    /// Whether `key` is the key this certificate certifies.
-    pub(crate) fn certifies(&self, key: &DeviceKey) -> bool {
-        same_spki(&self.spki_der, &key.spki_der())
+    /// Whether the key with SubjectPublicKeyInfo `spki_der` is the one this certificate
+    /// certifies.
+    pub(crate) fn certifies(&self, spki_der: &[u8]) -> bool {
+        same_spki(&self.spki_der, spki_der)
     }
 }
 
@@ -110,7 +120,8 @@ pub(crate) fn same_spki(a: &[u8], b: &[u8]) -> bool {
 /// An enrolled device as found on disk.
 #[derive(Debug)]
 pub(crate) struct Enrolled {
-    pub key: DeviceKey,
+    /// The key `cert` certifies; a token key still has to be opened to sign.
+    pub key: StoredKey,
     pub cert_der: Vec<u8>,
     pub cert: CertInfo,
     /// CA certificates (DER), issuing first; may be empty if `chain.pem` is missing.
@@ -164,27 +175,45 @@ impl StateDir {
     /// Finishes or drops a replacement a crash interrupted (see the module doc).
     pub(crate) fn recover(&self) -> Result<(), AgentError> {
         let cert_next = self.path(CERT_NEXT);
-        let key_next = self.path(KEY_NEXT);
         if !cert_next.exists() {
-            if key_next.exists() {
-                remove(&key_next)?;
+            for staged in [KEY_NEXT, KEY_REF_NEXT] {
+                self.remove_if_exists(staged)?;
             }
             return Ok(());
         }
         let info = self.read_cert(CERT_NEXT)?.1;
-        if key_next.exists() && info.certifies(&self.read_key(KEY_NEXT)?) {
-            rename(&key_next, &self.path(KEY))?;
-        } else if self.path(KEY).exists() && info.certifies(&self.read_key(KEY)?) {
-            if key_next.exists() {
-                remove(&key_next)?;
+        // Staged keys first: a new certificate normally comes with a new key. A current key
+        // matches on renewal, or when an earlier recovery stopped after moving the key.
+        let mut matching = None;
+        for name in [KEY_NEXT, KEY_REF_NEXT, KEY, KEY_REF] {
+            if self.path(name).exists() && info.certifies(&self.read_stored(name)?.spki_der()) {
+                matching = Some(name);
+                break;
             }
-        } else {
-            return Err(self.state_err(format!(
-                "{CERT_NEXT} matches neither {KEY} nor {KEY_NEXT}; remove the .next files to continue"
-            )));
+        }
+        let (slot, other) = match matching {
+            Some(KEY_NEXT | KEY) => (KEY, KEY_REF),
+            Some(_) => (KEY_REF, KEY),
+            None => {
+                return Err(self.state_err(format!(
+                    "{CERT_NEXT} matches none of {KEY}, {KEY_REF}, {KEY_NEXT}, {KEY_REF_NEXT}; remove the .next files to continue"
+                )));
+            }
+        };
+        if let Some(staged @ (KEY_NEXT | KEY_REF_NEXT)) = matching {
+            rename(&self.path(staged), &self.path(slot))?;
+        }
+        // Only now, with the new key in place: the key of the other kind is the one replaced.
+        for stale in [other, KEY_NEXT, KEY_REF_NEXT] {
+            self.remove_if_exists(stale)?;
         }
         rename(&cert_next, &self.path(CERT))?;
         sync_dir(&self.dir)
+    }
+
+    fn remove_if_exists(&self, name: &str) -> Result<(), AgentError> {
+        let p = self.path(name);
+        if p.exists() { remove(&p) } else { Ok(()) }
     }
 
     fn read_key(&self, name: &str) -> Result<DeviceKey, AgentError> {
@@ -193,6 +222,19 @@ impl StateDir {
         let s = std::str::from_utf8(&bytes)
             .map_err(|_| AgentError::Key(format!("{} is not PEM", p.display())))?;
         DeviceKey::from_pem(s, &p.display().to_string())
+    }
+
+    fn read_record(&self, name: &str) -> Result<TokenKeyRecord, AgentError> {
+        TokenKeyRecord::from_json(&read(&self.path(name))?, name).map_err(|e| self.state_err(e))
+    }
+
+    /// A key file or token key record, by file name.
+    fn read_stored(&self, name: &str) -> Result<StoredKey, AgentError> {
+        if name == KEY_REF || name == KEY_REF_NEXT {
+            self.read_record(name).map(StoredKey::Token)
+        } else {
+            self.read_key(name).map(StoredKey::File)
+        }
     }
 
     /// A certificate file (PEM), as DER and parsed.
@@ -211,13 +253,42 @@ impl StateDir {
             return Err(AgentError::NotEnrolled(self.dir.clone()));
         }
         let (cert_der, cert) = self.read_cert(CERT)?;
-        if !self.path(KEY).exists() {
-            return Err(self.state_err(format!("{CERT} exists but {KEY} does not")));
-        }
-        let key = self.read_key(KEY)?;
-        if !cert.certifies(&key) {
-            return Err(self.state_err(format!("{KEY} is not the key of {CERT}")));
-        }
+        let present: Vec<&str> = [KEY, KEY_REF]
+            .into_iter()
+            .filter(|n| self.path(n).exists())
+            .collect();
+        let key = match present.as_slice() {
+            [] => {
+                return Err(self.state_err(format!(
+                    "{CERT} exists but neither {KEY} nor {KEY_REF} does"
+                )));
+            }
+            [name] => {
+                let key = self.read_stored(name)?;
+                if !cert.certifies(&key.spki_der()) {
+                    return Err(self.state_err(format!("{name} is not the key of {CERT}")));
+                }
+                key
+            }
+            // Both: not a state the replacement steps leave, but only the one that matches
+            // the certificate can be meant.
+            _ => {
+                let file = self.read_stored(KEY)?;
+                let token = self.read_stored(KEY_REF)?;
+                match (
+                    cert.certifies(&file.spki_der()),
+                    cert.certifies(&token.spki_der()),
+                ) {
+                    (true, false) => file,
+                    (false, true) => token,
+                    _ => {
+                        return Err(self.state_err(format!(
+                            "both {KEY} and {KEY_REF} exist and it is unclear which is the key of {CERT}; remove the wrong one"
+                        )));
+                    }
+                }
+            }
+        };
         let chain_path = self.path(CHAIN);
         let chain = if chain_path.exists() {
             all_pem(&read(&chain_path)?, "CERTIFICATE")
@@ -233,9 +304,20 @@ impl StateDir {
         })
     }
 
-    /// Stages a new key before the request that certifies it.
+    /// Stages a new key before the request that certifies it: the PKCS#8 of a file key, the
+    /// record of a token key.
     pub(crate) fn stage_key(&self, key: &DeviceKey) -> Result<(), AgentError> {
-        write_atomic(&self.path(KEY_NEXT), key.to_pem().as_bytes(), 0o600)
+        match key.home() {
+            KeyHome::File(_) => {
+                let pem = key
+                    .to_pem()
+                    .ok_or_else(|| AgentError::Key("a file key without PKCS#8".into()))?;
+                write_atomic(&self.path(KEY_NEXT), pem.as_bytes(), 0o600)
+            }
+            KeyHome::Token(record) => {
+                write_atomic(&self.path(KEY_REF_NEXT), &record.to_json()?, 0o600)
+            }
+        }
     }
 
     /// Stores the CA chain (DER certificates) as PEM.
@@ -335,12 +417,45 @@ mod tests {
     use super::*;
     use medsec_core::KeyAlgorithm;
 
-    fn self_signed(key: &DeviceKey) -> Vec<u8> {
-        let kp = rcgen::KeyPair::from_pem(&key.to_pem()).unwrap();
+    fn cert_for_spki(signing: &DeviceKey, spki_der: &[u8]) -> Vec<u8> {
+        let kp = rcgen::KeyPair::from_pem(&signing.to_pem().unwrap()).unwrap();
+        let issuer_params = {
+            let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+            p.distinguished_name
+                .push(rcgen::DnType::CommonName, "test issuer");
+            p
+        };
+        let issuer = rcgen::Issuer::new(issuer_params, &kp);
         let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
         p.distinguished_name
             .push(rcgen::DnType::CommonName, "test device");
-        p.self_signed(&kp).unwrap().der().to_vec()
+        let spki = rcgen::SubjectPublicKeyInfo::from_der(spki_der).unwrap();
+        p.signed_by(&spki, &issuer).unwrap().der().to_vec()
+    }
+
+    fn cert_for(key: &DeviceKey) -> Vec<u8> {
+        cert_for_spki(key, &key.spki_der())
+    }
+
+    /// A token key as the state directory sees it: only a record. Its public key is a file
+    /// key's, which lets the tests make certificates for it without a token.
+    fn token_record(label: &str, alg: KeyAlgorithm) -> (TokenKeyRecord, DeviceKey) {
+        let k = DeviceKey::generate(alg).unwrap();
+        let r = TokenKeyRecord {
+            label: label.into(),
+            token: "test-token".into(),
+            algorithm: alg,
+            spki_der: k.spki_der(),
+        };
+        (r, k)
+    }
+
+    fn stage_record(s: &StateDir, r: &TokenKeyRecord) {
+        write_atomic(&s.path(KEY_REF_NEXT), &r.to_json().unwrap(), 0o600).unwrap();
+    }
+
+    fn stage_cert(s: &StateDir, der: Vec<u8>) {
+        write_atomic(&s.path(CERT_NEXT), pem_certs(&[der]).as_bytes(), 0o644).unwrap();
     }
 
     fn fresh() -> (tempfile::TempDir, StateDir) {
@@ -350,29 +465,85 @@ mod tests {
         (t, s)
     }
 
+    fn current_token_label(s: &StateDir) -> Option<String> {
+        match s.load().unwrap().key {
+            StoredKey::Token(r) => Some(r.label),
+            StoredKey::File(_) => None,
+        }
+    }
+
     #[test]
     fn stage_and_commit_replaces_key_and_cert_together() {
         let (_t, s) = fresh();
         assert!(matches!(s.load(), Err(AgentError::NotEnrolled(_))));
         let k1 = DeviceKey::generate(KeyAlgorithm::EcdsaP256).unwrap();
         s.stage_key(&k1).unwrap();
-        s.commit_cert(&self_signed(&k1)).unwrap();
+        s.commit_cert(&cert_for(&k1)).unwrap();
         let e = s.load().unwrap();
-        assert!(e.cert.certifies(&k1));
+        assert!(e.cert.certifies(&k1.spki_der()));
         assert!(e.chain.is_empty());
 
         // Renew: same key, new certificate, nothing staged.
-        let c2 = self_signed(&k1);
+        let c2 = cert_for(&k1);
         s.commit_cert(&c2).unwrap();
         assert_eq!(s.load().unwrap().cert_der, c2);
 
         // Rekey.
         let k2 = DeviceKey::generate(KeyAlgorithm::Ed25519).unwrap();
         s.stage_key(&k2).unwrap();
-        s.commit_cert(&self_signed(&k2)).unwrap();
+        s.commit_cert(&cert_for(&k2)).unwrap();
         let e = s.load().unwrap();
-        assert!(e.cert.certifies(&k2));
+        assert!(e.cert.certifies(&k2.spki_der()));
         assert!(!s.path(KEY_NEXT).exists() && !s.path(CERT_NEXT).exists());
+    }
+
+    #[test]
+    fn token_keys_are_recorded_never_written() {
+        let (_t, s) = fresh();
+        let (r1, k1) = token_record("device-key", KeyAlgorithm::EcdsaP256);
+        stage_record(&s, &r1);
+        s.commit_cert(&cert_for(&k1)).unwrap();
+        assert!(!s.path(KEY).exists() && !s.path(KEY_REF_NEXT).exists());
+        assert_eq!(current_token_label(&s).as_deref(), Some("device-key"));
+        assert_eq!(s.load().unwrap().key.algorithm(), KeyAlgorithm::EcdsaP256);
+
+        // Renewal keeps the record.
+        s.commit_cert(&cert_for(&k1)).unwrap();
+        assert_eq!(current_token_label(&s).as_deref(), Some("device-key"));
+
+        // Rekey within the token.
+        let (r2, k2) = token_record("device-key-1700000000", KeyAlgorithm::EcdsaP384);
+        stage_record(&s, &r2);
+        s.commit_cert(&cert_for(&k2)).unwrap();
+        assert_eq!(
+            current_token_label(&s).as_deref(),
+            Some("device-key-1700000000")
+        );
+        assert!(!s.path(KEY).exists());
+    }
+
+    #[test]
+    fn a_rekey_can_move_the_key_into_a_token_and_back() {
+        let (_t, s) = fresh();
+        let file1 = DeviceKey::generate(KeyAlgorithm::EcdsaP256).unwrap();
+        s.stage_key(&file1).unwrap();
+        s.commit_cert(&cert_for(&file1)).unwrap();
+
+        // File to token: the plaintext key file goes once the token key is in place.
+        let (r, tk) = token_record("device-key", KeyAlgorithm::EcdsaP256);
+        stage_record(&s, &r);
+        s.commit_cert(&cert_for(&tk)).unwrap();
+        assert!(!s.path(KEY).exists(), "the replaced file key is removed");
+        assert_eq!(current_token_label(&s).as_deref(), Some("device-key"));
+
+        // And back to a file key.
+        let file2 = DeviceKey::generate(KeyAlgorithm::Ed25519).unwrap();
+        s.stage_key(&file2).unwrap();
+        s.commit_cert(&cert_for(&file2)).unwrap();
+        assert!(!s.path(KEY_REF).exists());
+        let e = s.load().unwrap();
+        assert!(matches!(e.key, StoredKey::File(_)));
+        assert!(e.cert.certifies(&file2.spki_der()));
     }
 
     #[cfg(unix)]
@@ -382,7 +553,7 @@ mod tests {
         let (_t, s) = fresh();
         let k = DeviceKey::generate(KeyAlgorithm::EcdsaP256).unwrap();
         s.stage_key(&k).unwrap();
-        s.commit_cert(&self_signed(&k)).unwrap();
+        s.commit_cert(&cert_for(&k)).unwrap();
         let mode = fs::metadata(s.path(KEY)).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
         let mode = fs::metadata(s.dir()).unwrap().permissions().mode();
@@ -394,44 +565,69 @@ mod tests {
         let (_t, s) = fresh();
         let k1 = DeviceKey::generate(KeyAlgorithm::EcdsaP256).unwrap();
         s.stage_key(&k1).unwrap();
-        s.commit_cert(&self_signed(&k1)).unwrap();
+        s.commit_cert(&cert_for(&k1)).unwrap();
 
         // Crash after staging the key, before an answer: the staged key is dropped.
         let k2 = DeviceKey::generate(KeyAlgorithm::EcdsaP256).unwrap();
         s.stage_key(&k2).unwrap();
-        assert!(s.load().unwrap().cert.certifies(&k1));
+        assert!(s.load().unwrap().cert.certifies(&k1.spki_der()));
         assert!(!s.path(KEY_NEXT).exists());
 
         // Crash after storing the new certificate, before the renames: both go in.
         s.stage_key(&k2).unwrap();
-        write_atomic(
-            &s.path(CERT_NEXT),
-            pem_certs(&[self_signed(&k2)]).as_bytes(),
-            0o644,
-        )
-        .unwrap();
-        assert!(s.load().unwrap().cert.certifies(&k2));
+        stage_cert(&s, cert_for(&k2));
+        assert!(s.load().unwrap().cert.certifies(&k2.spki_der()));
 
         // Crash between the renames (key moved, certificate not): the certificate follows.
         let k3 = DeviceKey::generate(KeyAlgorithm::EcdsaP384).unwrap();
-        write_atomic(
-            &s.path(CERT_NEXT),
-            pem_certs(&[self_signed(&k3)]).as_bytes(),
-            0o644,
-        )
-        .unwrap();
-        fs::write(s.path(KEY), k3.to_pem().as_bytes()).unwrap();
-        assert!(s.load().unwrap().cert.certifies(&k3));
+        stage_cert(&s, cert_for(&k3));
+        fs::write(s.path(KEY), k3.to_pem().unwrap().as_bytes()).unwrap();
+        assert!(s.load().unwrap().cert.certifies(&k3.spki_der()));
 
         // A staged certificate for no key we hold is reported, not guessed at.
         let stray = DeviceKey::generate(KeyAlgorithm::EcdsaP256).unwrap();
-        write_atomic(
-            &s.path(CERT_NEXT),
-            pem_certs(&[self_signed(&stray)]).as_bytes(),
-            0o644,
-        )
-        .unwrap();
+        stage_cert(&s, cert_for(&stray));
         assert!(matches!(s.load(), Err(AgentError::State { .. })));
+    }
+
+    #[test]
+    fn recovery_of_a_move_into_the_token_at_each_step() {
+        let setup = || {
+            let (t, s) = fresh();
+            let file = DeviceKey::generate(KeyAlgorithm::EcdsaP256).unwrap();
+            s.stage_key(&file).unwrap();
+            s.commit_cert(&cert_for(&file)).unwrap();
+            let (r, tk) = token_record("device-key-2", KeyAlgorithm::EcdsaP256);
+            (t, s, file, r, tk)
+        };
+
+        // Record staged, no certificate yet: dropped, the file key stays current.
+        let (_t, s, file, r, _) = setup();
+        stage_record(&s, &r);
+        let e = s.load().unwrap();
+        assert!(e.cert.certifies(&file.spki_der()));
+        assert!(!s.path(KEY_REF_NEXT).exists() && s.path(KEY).exists());
+
+        // Record and certificate staged: both go in, the file key goes.
+        let (_t, s, _, r, tk) = setup();
+        stage_record(&s, &r);
+        stage_cert(&s, cert_for(&tk));
+        assert_eq!(current_token_label(&s).as_deref(), Some("device-key-2"));
+        assert!(!s.path(KEY).exists());
+
+        // Record moved into place, file key not yet removed, certificate still staged.
+        let (_t, s, _, r, tk) = setup();
+        write_atomic(&s.path(KEY_REF), &r.to_json().unwrap(), 0o600).unwrap();
+        stage_cert(&s, cert_for(&tk));
+        assert_eq!(current_token_label(&s).as_deref(), Some("device-key-2"));
+        assert!(!s.path(KEY).exists());
+
+        // File key already removed, certificate still staged.
+        let (_t, s, _, r, tk) = setup();
+        write_atomic(&s.path(KEY_REF), &r.to_json().unwrap(), 0o600).unwrap();
+        fs::remove_file(s.path(KEY)).unwrap();
+        stage_cert(&s, cert_for(&tk));
+        assert_eq!(current_token_label(&s).as_deref(), Some("device-key-2"));
     }
 
     #[test]
@@ -439,9 +635,37 @@ mod tests {
         let (_t, s) = fresh();
         let k1 = DeviceKey::generate(KeyAlgorithm::EcdsaP256).unwrap();
         let k2 = DeviceKey::generate(KeyAlgorithm::EcdsaP256).unwrap();
-        fs::write(s.path(KEY), k2.to_pem().as_bytes()).unwrap();
-        fs::write(s.path(CERT), pem_certs(&[self_signed(&k1)])).unwrap();
+        fs::write(s.path(KEY), k2.to_pem().unwrap().as_bytes()).unwrap();
+        fs::write(s.path(CERT), pem_certs(&[cert_for(&k1)])).unwrap();
         let e = s.load().unwrap_err();
         assert!(e.to_string().contains("is not the key of"), "{e}");
+
+        // The same for a token key record.
+        fs::remove_file(s.path(KEY)).unwrap();
+        let (r, _) = token_record("device-key", KeyAlgorithm::EcdsaP256);
+        write_atomic(&s.path(KEY_REF), &r.to_json().unwrap(), 0o600).unwrap();
+        let e = s.load().unwrap_err();
+        assert!(
+            e.to_string().contains("device.keyref is not the key of"),
+            "{e}"
+        );
+
+        // Neither.
+        fs::remove_file(s.path(KEY_REF)).unwrap();
+        let e = s.load().unwrap_err();
+        assert!(e.to_string().contains("neither"), "{e}");
+    }
+
+    #[test]
+    fn with_both_key_kinds_present_the_matching_one_is_used() {
+        let (_t, s) = fresh();
+        let file = DeviceKey::generate(KeyAlgorithm::EcdsaP256).unwrap();
+        let (r, tk) = token_record("device-key", KeyAlgorithm::EcdsaP256);
+        fs::write(s.path(KEY), file.to_pem().unwrap().as_bytes()).unwrap();
+        write_atomic(&s.path(KEY_REF), &r.to_json().unwrap(), 0o600).unwrap();
+        fs::write(s.path(CERT), pem_certs(&[cert_for(&tk)])).unwrap();
+        assert_eq!(current_token_label(&s).as_deref(), Some("device-key"));
+        fs::write(s.path(CERT), pem_certs(&[cert_for(&file)])).unwrap();
+        assert_eq!(current_token_label(&s), None);
     }
 }

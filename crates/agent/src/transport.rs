@@ -17,7 +17,8 @@ use hyper::body::Bytes;
 use hyper::header::{CONTENT_TYPE, HOST, HeaderValue, USER_AGENT};
 use hyper::{Method, Request};
 use hyper_util::rt::TokioIo;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::sign::{CertifiedKey, SingleCertAndKey};
 use rustls::{ClientConfig, RootCertStore};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
@@ -51,18 +52,22 @@ pub(crate) fn roots_from_pem(pem: &[u8], origin: &str) -> Result<RootCertStore, 
 }
 
 /// A client configuration trusting `roots` only; with a client certificate when given.
+///
+/// The identity's key signs through `tls_key::SignerKey` (file and token keys alike), so it
+/// goes in through a resolver rather than `with_client_auth_cert`, which wants the private
+/// key bytes.
 pub(crate) fn client_config(
     roots: Arc<RootCertStore>,
-    client_auth: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
+    client_auth: Option<CertifiedKey>,
 ) -> Result<Arc<ClientConfig>, AgentError> {
     let builder = ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| AgentError::Config(format!("TLS: {e}")))?
         .with_root_certificates(roots);
     let mut cfg = match client_auth {
-        Some((chain, key)) => builder
-            .with_client_auth_cert(chain, key)
-            .map_err(|e| AgentError::Key(format!("unusable as TLS client identity: {e}")))?,
+        Some(identity) => {
+            builder.with_client_cert_resolver(Arc::new(SingleCertAndKey::from(identity)))
+        }
         None => builder.with_no_client_auth(),
     };
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];

@@ -1,15 +1,16 @@
 //! End to end: the `medsec-agent` binary (and library) against a real `medsec serve`, no mocks.
 //!
 //! One server per test run; the steps share it because they are one device's life: enroll,
-//! token reuse refused, renew not due, forced renew, rekey, revocation.
+//! token reuse refused, renew not due, forced renew, rekey, revocation. The same life with the
+//! device key in a PKCS#11 token runs against SoftHSM2.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
+use std::sync::{OnceLock, mpsc};
 use std::time::{Duration, Instant};
 
-use medsec_agent::{Agent, AgentConfig, AgentError};
+use medsec_agent::{Agent, AgentConfig, AgentError, Pkcs11KeyConfig};
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 const PASSPHRASE: &str = "agent e2e test passphrase";
@@ -172,8 +173,14 @@ impl Server {
     }
 
     fn agent_with(&self, state: &str, root: &Path, name: &str, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_medsec-agent"))
-            .arg("--state-dir")
+        self.agent_cmd(state, root, name, args)
+            .output()
+            .expect("run medsec-agent")
+    }
+
+    fn agent_cmd(&self, state: &str, root: &Path, name: &str, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_medsec-agent"));
+        cmd.arg("--state-dir")
             .arg(self.path(state))
             .args(["--server-https", &self.https])
             .args(["--server-device", &self.device])
@@ -182,9 +189,15 @@ impl Server {
             .arg(root)
             .args(["--timeout-secs", "20"])
             .args(args)
-            .env_remove("MEDSEC_AGENT_TOKEN")
-            .output()
-            .expect("run medsec-agent")
+            .env_remove("MEDSEC_AGENT_TOKEN");
+        for var in [
+            "MEDSEC_AGENT_PKCS11_MODULE",
+            "MEDSEC_AGENT_PKCS11_TOKEN",
+            "MEDSEC_AGENT_PKCS11_PIN",
+        ] {
+            cmd.env_remove(var);
+        }
+        cmd
     }
 
     fn agent_ok(&self, state: &str, args: &[&str]) -> String {
@@ -424,7 +437,40 @@ fn usage_errors_exit_with_2() {
         .unwrap();
     assert_eq!(o.status.code(), Some(2));
 
+    // PKCS#11 settings come as a set, and the PIN never on the command line.
     let t = tempfile::tempdir().unwrap();
+    std::fs::write(t.path().join("root.pem"), "").unwrap();
+    for (args, needle) in [
+        (
+            &["--pkcs11-module", "/x.so", "status"][..],
+            "--pkcs11-token",
+        ),
+        (&["--pkcs11-token", "t", "status"][..], "--pkcs11-module"),
+        (
+            &["--pkcs11-module", "/x.so", "--pkcs11-token", "t", "status"][..],
+            "MEDSEC_AGENT_PKCS11_PIN",
+        ),
+        (
+            &["--pkcs11-pin-file", "/p", "status"][..],
+            "--pkcs11-module",
+        ),
+    ] {
+        let o = Command::new(env!("CARGO_BIN_EXE_medsec-agent"))
+            .arg("--state-dir")
+            .arg(t.path().join("s"))
+            .arg("--trust-root")
+            .arg(t.path().join("root.pem"))
+            .args(args)
+            .env_remove("MEDSEC_AGENT_PKCS11_MODULE")
+            .env_remove("MEDSEC_AGENT_PKCS11_TOKEN")
+            .env_remove("MEDSEC_AGENT_PKCS11_PIN")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        contains(&err, needle);
+    }
+
     let o = Command::new(env!("CARGO_BIN_EXE_medsec-agent"))
         .arg("--state-dir")
         .arg(t.path().join("s"))
@@ -440,4 +486,370 @@ fn usage_errors_exit_with_2() {
         "{}",
         String::from_utf8_lossy(&o.stderr)
     );
+}
+
+// ---- Device keys in a PKCS#11 token (SoftHSM2) ----
+
+const SOFTHSM_MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
+const HSM_TOKEN: &str = "medsec-device";
+const HSM_PIN: &str = "1234567890";
+const HSM_SO_PIN: &str = "0987654321";
+
+/// A SoftHSM2 token for this test process; the path of its SOFTHSM2_CONF, or `None` when
+/// SoftHSM2 is not installed (outside CI, where it must be).
+///
+/// SOFTHSM2_CONF is set in this process too (SoftHSM reads it when the module is initialized,
+/// once per process), for the library calls and the attribute check; the agent binary gets it
+/// in its environment.
+fn softhsm() -> Option<PathBuf> {
+    static CONF: OnceLock<Option<PathBuf>> = OnceLock::new();
+    CONF.get_or_init(|| {
+        if !Path::new(SOFTHSM_MODULE).exists() {
+            if std::env::var_os("CI").is_some() {
+                panic!("SoftHSM2 is required in CI: apt-get install softhsm2");
+            }
+            // Past libtest's output capture, so that the skip shows in a normal run.
+            let _ = writeln!(
+                std::io::stderr(),
+                "skipping the PKCS#11 agent test: {SOFTHSM_MODULE} not found (apt-get install softhsm2)"
+            );
+            return None;
+        }
+        // Under target/: statics are never dropped, so a temporary directory could not be
+        // cleaned up anyway.
+        let dir = tempfile::Builder::new()
+            .prefix("agent-softhsm-")
+            .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+            .unwrap()
+            .keep();
+        let tokens = dir.join("tokens");
+        std::fs::create_dir(&tokens).unwrap();
+        let conf = dir.join("softhsm2.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
+                tokens.display()
+            ),
+        )
+        .unwrap();
+        // SAFETY: runs once, inside the OnceLock, before anything in this process loads the
+        // module; only std touches the environment concurrently (spawning the other tests'
+        // processes), and std serializes its own environment access.
+        unsafe { std::env::set_var("SOFTHSM2_CONF", &conf) };
+        let out = Command::new("softhsm2-util")
+            .env("SOFTHSM2_CONF", &conf)
+            .args(["--init-token", "--free", "--label", HSM_TOKEN])
+            .args(["--pin", HSM_PIN, "--so-pin", HSM_SO_PIN])
+            .output()
+            .expect("softhsm2-util must be on PATH alongside the module");
+        assert!(
+            out.status.success(),
+            "softhsm2-util --init-token failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Some(conf)
+    })
+    .clone()
+}
+
+impl Server {
+    /// The agent with its key in the SoftHSM token (PIN from the environment).
+    fn agent_hsm(&self, conf: &Path, state: &str, args: &[&str]) -> Output {
+        let mut cmd = self.agent_cmd(state, &self.path("root.pem"), "localhost", &[]);
+        cmd.args([
+            "--pkcs11-module",
+            SOFTHSM_MODULE,
+            "--pkcs11-token",
+            HSM_TOKEN,
+        ])
+        .args(args)
+        .env("SOFTHSM2_CONF", conf)
+        .env("MEDSEC_AGENT_PKCS11_PIN", HSM_PIN);
+        cmd.output().expect("run medsec-agent")
+    }
+
+    fn agent_hsm_ok(&self, conf: &Path, state: &str, args: &[&str]) -> String {
+        let o = self.agent_hsm(conf, state, args);
+        assert!(
+            o.status.success(),
+            "medsec-agent (token key) {args:?} failed ({:?}):\n{}\nserver log:\n{}",
+            o.status.code(),
+            String::from_utf8_lossy(&o.stderr),
+            self.log()
+        );
+        String::from_utf8(o.stdout).unwrap()
+    }
+}
+
+/// The token key the state directory records: (`pkcs11:object=…`, token label).
+fn recorded_key(dir: &Path) -> (String, String) {
+    let v: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("device.keyref")).unwrap()).unwrap();
+    (
+        v["key"].as_str().unwrap().to_owned(),
+        v["token"].as_str().unwrap().to_owned(),
+    )
+}
+
+/// No private key is in the state directory, under any name.
+fn assert_no_key_material(dir: &Path) {
+    assert!(!dir.join("device.key").exists(), "device.key exists");
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let data = std::fs::read(&path).unwrap();
+        assert!(
+            !String::from_utf8_lossy(&data).contains("PRIVATE KEY"),
+            "{} holds a private key",
+            path.display()
+        );
+    }
+}
+
+/// Reads the token directly: every private key whose label starts with `prefix` must be
+/// sensitive and never extractable, and its value unreadable. Returns their labels.
+fn token_private_keys(prefix: &str) -> Vec<String> {
+    use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+    use cryptoki::error::{Error as CkError, RvError};
+    use cryptoki::object::{Attribute, AttributeType, ObjectClass};
+    use cryptoki::session::UserType;
+    use cryptoki::types::AuthPin;
+
+    let ctx = Pkcs11::new(SOFTHSM_MODULE).unwrap();
+    // The agent library may have initialized the module in this process already.
+    match ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
+        Ok(()) | Err(CkError::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => {}
+        Err(e) => panic!("C_Initialize: {e}"),
+    }
+    let slot = ctx
+        .get_slots_with_token()
+        .unwrap()
+        .into_iter()
+        .find(|s| ctx.get_token_info(*s).unwrap().label() == HSM_TOKEN)
+        .expect("the test token");
+    let session = ctx.open_ro_session(slot).unwrap();
+    match session.login(UserType::User, Some(&AuthPin::from(HSM_PIN.to_owned()))) {
+        Ok(()) | Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => {}
+        Err(e) => panic!("C_Login: {e}"),
+    }
+    let mut labels = Vec::new();
+    for key in session
+        .find_objects(&[Attribute::Class(ObjectClass::PRIVATE_KEY)])
+        .unwrap()
+    {
+        let attrs = session
+            .get_attributes(
+                key,
+                &[
+                    AttributeType::Label,
+                    AttributeType::Extractable,
+                    AttributeType::NeverExtractable,
+                    AttributeType::Sensitive,
+                ],
+            )
+            .unwrap();
+        let label = attrs
+            .iter()
+            .find_map(|a| match a {
+                Attribute::Label(l) => Some(String::from_utf8(l.clone()).unwrap()),
+                _ => None,
+            })
+            .unwrap();
+        if !label.starts_with(prefix) {
+            continue;
+        }
+        assert!(
+            attrs.contains(&Attribute::Extractable(false)),
+            "{label}: CKA_EXTRACTABLE must be false: {attrs:?}"
+        );
+        assert!(
+            attrs.contains(&Attribute::NeverExtractable(true)),
+            "{label}: {attrs:?}"
+        );
+        assert!(
+            attrs.contains(&Attribute::Sensitive(true)),
+            "{label}: {attrs:?}"
+        );
+        let value = session
+            .get_attributes(key, &[AttributeType::Value])
+            .unwrap();
+        assert!(value.is_empty(), "{label}: CKA_VALUE was readable");
+        labels.push(label);
+    }
+    labels
+}
+
+#[test]
+fn device_key_in_a_pkcs11_token() {
+    let Some(conf) = softhsm() else {
+        return;
+    };
+    let s = Server::start();
+    let dev = s.path("hsm1");
+
+    // 1. Enrollment: the key is generated in the token under the default label; the state
+    //    directory records it and holds no private key.
+    let token = s.token("SN-3003");
+    let out = s.agent_hsm_ok(
+        &conf,
+        "hsm1",
+        &["enroll", "--serial", "SN-3003", "--token", &token],
+    );
+    contains(&out, "enrolled urn:medsec:device:demo-device:SN-3003");
+    for f in ["device.keyref", "device.pem", "chain.pem"] {
+        assert!(dev.join(f).exists(), "{f} missing");
+    }
+    assert_no_key_material(&dev);
+    assert_eq!(
+        recorded_key(&dev),
+        ("pkcs11:object=device-key".to_owned(), HSM_TOKEN.to_owned())
+    );
+
+    // 2. whoami over mTLS, the handshake signed by the token.
+    let (serial1, spki1) = cert_facts(&dev);
+    let w: serde_json::Value =
+        serde_json::from_str(&s.agent_hsm_ok(&conf, "hsm1", &["whoami"])).unwrap();
+    assert_eq!(w["device"], "urn:medsec:device:demo-device:SN-3003");
+    assert_eq!(w["certificate"], serial1.as_str());
+    // status needs neither the token nor its PIN.
+    let status: serde_json::Value =
+        serde_json::from_str(&s.agent_ok("hsm1", &["--json", "status"])).unwrap();
+    assert_eq!(
+        status["key_location"],
+        format!("pkcs11:object=device-key in token \"{HSM_TOKEN}\"")
+    );
+    // Without the token configuration the key cannot be used, and the error says why.
+    let err = s.agent_fails("hsm1", &["whoami"]);
+    contains(&err, "pkcs11:object=device-key");
+    contains(&err, "configure the PKCS#11");
+    // A wrong PIN (from a PIN file this time) is refused without being echoed.
+    std::fs::write(s.path("wrong.pin"), "5555555555\n").unwrap();
+    let o = s.agent_hsm(
+        &conf,
+        "hsm1",
+        &[
+            "--pkcs11-pin-file",
+            s.path("wrong.pin").to_str().unwrap(),
+            "whoami",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    contains(&err, "wrong user PIN");
+    assert!(!err.contains("5555555555"), "{err}");
+    // The right PIN from a file works.
+    std::fs::write(s.path("right.pin"), format!("{HSM_PIN}\n")).unwrap();
+    let o = s.agent_hsm(
+        &conf,
+        "hsm1",
+        &[
+            "--pkcs11-pin-file",
+            s.path("right.pin").to_str().unwrap(),
+            "whoami",
+        ],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+
+    // 3. Renewal keeps the token key.
+    let out = s.agent_hsm_ok(&conf, "hsm1", &["renew", "--force"]);
+    contains(&out, "renewed");
+    let (serial2, spki2) = cert_facts(&dev);
+    assert_ne!(serial2, serial1);
+    assert_eq!(spki2, spki1, "a renewal keeps the key");
+    assert_eq!(recorded_key(&dev).0, "pkcs11:object=device-key");
+    let w: serde_json::Value =
+        serde_json::from_str(&s.agent_hsm_ok(&conf, "hsm1", &["whoami"])).unwrap();
+    assert_eq!(w["certificate"], serial2.as_str());
+
+    // 4. Rekey: a new key in the token under a new label.
+    let out = s.agent_hsm_ok(&conf, "hsm1", &["renew", "--force", "--rekey"]);
+    contains(&out, "rekeyed");
+    let (serial3, spki3) = cert_facts(&dev);
+    assert_ne!(serial3, serial2);
+    assert_ne!(spki3, spki2, "a rekey changes the public key");
+    let (key3, _) = recorded_key(&dev);
+    assert!(key3.starts_with("pkcs11:object=device-key-"), "{key3}");
+    let w: serde_json::Value =
+        serde_json::from_str(&s.agent_hsm_ok(&conf, "hsm1", &["whoami"])).unwrap();
+    assert_eq!(w["certificate"], serial3.as_str());
+    assert_no_key_material(&dev);
+
+    // 5. The library API, in this process: an Ed25519 rekey in the token, then whoami.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut cfg = s.config("hsm1");
+    cfg.key_algorithm = medsec_core::KeyAlgorithm::Ed25519;
+    cfg.pkcs11 = Some(Pkcs11KeyConfig::new(
+        SOFTHSM_MODULE,
+        HSM_TOKEN,
+        zeroize::Zeroizing::new(HSM_PIN.to_owned()),
+    ));
+    let agent = Agent::new(cfg).unwrap();
+    let out = rt
+        .block_on(agent.renew_if_due(time::OffsetDateTime::now_utc(), true, true))
+        .unwrap();
+    assert!(
+        matches!(out, medsec_agent::RenewOutcome::Rekeyed { .. }),
+        "{out:?}"
+    );
+    let (key4, _) = recorded_key(&dev);
+    assert_ne!(key4, key3, "every rekey gets its own label");
+    let (serial4, _) = cert_facts(&dev);
+    let me = rt.block_on(agent.whoami()).unwrap();
+    assert_eq!(me.certificate.to_hex(), serial4);
+    let st = agent.status(time::OffsetDateTime::now_utc()).unwrap();
+    assert_eq!(st.key_algorithm, medsec_core::KeyAlgorithm::Ed25519);
+    assert_no_key_material(&dev);
+
+    // 6. A device enrolled with a key file moves its key into the token with a rekey; the
+    //    plaintext key file is gone afterwards.
+    let dev2 = s.path("hsm2");
+    let token2 = s.token("SN-3004");
+    s.agent_ok(
+        "hsm2",
+        &["enroll", "--serial", "SN-3004", "--token", &token2],
+    );
+    assert!(dev2.join("device.key").exists());
+    let out = s.agent_hsm_ok(&conf, "hsm2", &["renew", "--force", "--rekey"]);
+    contains(&out, "rekeyed");
+    assert_no_key_material(&dev2);
+    let (key5, token5) = recorded_key(&dev2);
+    assert!(key5.starts_with("pkcs11:object=device-key-"), "{key5}");
+    assert_eq!(token5, HSM_TOKEN);
+    let w: serde_json::Value =
+        serde_json::from_str(&s.agent_hsm_ok(&conf, "hsm2", &["whoami"])).unwrap();
+    assert_eq!(w["serial"], "SN-3004");
+    assert_eq!(w["certificate"], cert_facts(&dev2).0.as_str());
+
+    // 7. A second device enrolling into the same token: the default label is taken (by the
+    //    first device's key), so the new key gets a stamped one; the other key is neither
+    //    reused nor replaced.
+    let token3 = s.token("SN-3005");
+    s.agent_hsm_ok(
+        &conf,
+        "hsm3",
+        &["enroll", "--serial", "SN-3005", "--token", &token3],
+    );
+    let (key6, _) = recorded_key(&s.path("hsm3"));
+    assert!(key6.starts_with("pkcs11:object=device-key-"), "{key6}");
+    let w: serde_json::Value =
+        serde_json::from_str(&s.agent_hsm_ok(&conf, "hsm3", &["whoami"])).unwrap();
+    assert_eq!(w["serial"], "SN-3005");
+    // hsm1 still works with its own key.
+    let w: serde_json::Value =
+        serde_json::from_str(&s.agent_hsm_ok(&conf, "hsm1", &["whoami"])).unwrap();
+    assert_eq!(w["certificate"], serial4.as_str());
+
+    // 8. In the token, every device key is non-extractable; the current ones are there.
+    let labels = token_private_keys("device-key");
+    for key in [&key3, &key4, &key5, &key6] {
+        let label = key.strip_prefix("pkcs11:object=").unwrap();
+        assert!(
+            labels.iter().any(|l| l == label),
+            "{label} not in {labels:?}"
+        );
+    }
+    assert!(labels.iter().any(|l| l == "device-key"), "{labels:?}");
 }

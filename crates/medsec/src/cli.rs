@@ -372,6 +372,16 @@ pub enum BenchCmd {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+    /// Vulnerability matching: a synthetic advisory feed indexed once, then many SBOMs matched
+    /// against it (the index is never rebuilt per SBOM).
+    Match {
+        #[arg(long, default_value_t = 1000)]
+        sboms: usize,
+        #[arg(long, default_value_t = 500)]
+        components: usize,
+        #[arg(long, default_value_t = 50000)]
+        advisories: usize,
+    },
     /// EST simpleenroll end to end over TLS on loopback against an in-process server: a new
     /// device key, token and TLS connection per enrollment.
     Est {
