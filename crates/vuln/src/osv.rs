@@ -27,11 +27,13 @@ pub struct Advisory {
     pub severity: Vec<Severity>,
 }
 
-/// An OSV severity entry: `{"type": "CVSS_V3", "score": "CVSS:3.1/..."}`.
+/// An OSV severity entry: `{"type": "CVSS_V3", "score": "CVSS:3.1/..."}`. Real feeds also
+/// carry entries without a type (Ubuntu: `{"score": "low"}`), so both fields are optional.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Severity {
-    #[serde(rename = "type")]
+    #[serde(rename = "type", default)]
     pub kind: String,
+    #[serde(default)]
     pub score: String,
 }
 
