@@ -71,6 +71,24 @@ fn curl(env: &Env, args: &[&str]) -> (String, String) {
     (body.to_owned(), code.to_owned())
 }
 
+/// POST a base64 CSR file to a simpleenroll URL with a one-time token as HTTP Basic password.
+fn est_enroll(env: &Env, url: &str, serial: &str, token: &str, body: &str) -> (String, String) {
+    curl(
+        env,
+        &[
+            "--cacert",
+            "root.pem",
+            "-u",
+            &format!("{serial}:{token}"),
+            "-H",
+            "Content-Type: application/pkcs10",
+            "--data-binary",
+            body,
+            url,
+        ],
+    )
+}
+
 fn b64_csr(env: &Env, name: &str, kind: &str, subj: &str) -> String {
     let csr = env.openssl_csr(name, kind, &["-subj", subj]);
     env.openssl_ok(&[
@@ -142,20 +160,7 @@ fn est_enroll_reenroll_and_refusals_with_curl() {
     let tok = token(&env, "EST-1");
     let csr = b64_csr(&env, "dev", "p256", "/CN=EST-1");
     let ct = "Content-Type: application/pkcs10";
-    let (body, code) = curl(
-        &env,
-        &[
-            "--cacert",
-            "root.pem",
-            "-u",
-            &format!("EST-1:{tok}"),
-            "-H",
-            ct,
-            "--data-binary",
-            &csr,
-            &est("simpleenroll"),
-        ],
-    );
+    let (body, code) = est_enroll(&env, &est("simpleenroll"), "EST-1", &tok, &csr);
     assert_eq!(code, "200", "{body}");
     p7_to_pem(&env, &body, "dev.pem");
     let (ok, said) = env.verify("dev.pem", &[]);
@@ -165,20 +170,7 @@ fn est_enroll_reenroll_and_refusals_with_curl() {
         "serialNumber = EST-1",
     );
     // The token works once.
-    let (body, code) = curl(
-        &env,
-        &[
-            "--cacert",
-            "root.pem",
-            "-u",
-            &format!("EST-1:{tok}"),
-            "-H",
-            ct,
-            "--data-binary",
-            &csr,
-            &est("simpleenroll"),
-        ],
-    );
+    let (body, code) = est_enroll(&env, &est("simpleenroll"), "EST-1", &tok, &csr);
     assert_eq!(code, "401", "{body}");
     contains(&body, "already used");
     // No credential, a wrong token, the wrong label.
@@ -214,37 +206,11 @@ fn est_enroll_reenroll_and_refusals_with_curl() {
     let before = env.json(&["cert", "list"]).as_array().unwrap().len();
     let tok2 = token(&env, "EST-2");
     std::fs::write(env.path("junk.b64"), "!!! not base64 !!!").unwrap();
-    let (body, code) = curl(
-        &env,
-        &[
-            "--cacert",
-            "root.pem",
-            "-u",
-            &format!("EST-2:{tok2}"),
-            "-H",
-            ct,
-            "--data-binary",
-            "@junk.b64",
-            &est("simpleenroll"),
-        ],
-    );
+    let (body, code) = est_enroll(&env, &est("simpleenroll"), "EST-2", &tok2, "@junk.b64");
     assert_eq!(code, "400", "{body}");
     contains(&body, "base64");
     std::fs::write(env.path("junk2.b64"), "Z2FyYmFnZQ==").unwrap();
-    let (body, code) = curl(
-        &env,
-        &[
-            "--cacert",
-            "root.pem",
-            "-u",
-            &format!("EST-2:{tok2}"),
-            "-H",
-            ct,
-            "--data-binary",
-            "@junk2.b64",
-            &est("simpleenroll"),
-        ],
-    );
+    let (body, code) = est_enroll(&env, &est("simpleenroll"), "EST-2", &tok2, "@junk2.b64");
     assert_eq!(code, "400", "{body}");
     contains(&body, "CSR rejected");
     assert_eq!(
@@ -371,19 +337,12 @@ fn ocsp_and_crl_over_http_see_revocation_at_once() {
     let srv = start(&env);
     let tok = token(&env, "OC-1");
     let csr = b64_csr(&env, "dev", "p256", "/CN=OC-1");
-    let (body, code) = curl(
+    let (body, code) = est_enroll(
         &env,
-        &[
-            "--cacert",
-            "root.pem",
-            "-u",
-            &format!("OC-1:{tok}"),
-            "-H",
-            "Content-Type: application/pkcs10",
-            "--data-binary",
-            &csr,
-            &format!("https://{}/.well-known/est/simpleenroll", srv.https),
-        ],
+        &format!("https://{}/.well-known/est/simpleenroll", srv.https),
+        "OC-1",
+        &tok,
+        &csr,
     );
     assert_eq!(code, "200", "{body}");
     p7_to_pem(&env, &body, "dev.pem");
@@ -542,19 +501,12 @@ fn device_gateway_mtls_and_abuse_cases() {
     let whoami = format!("https://{}/device/v1/whoami", srv.device);
     let tok = token(&env, "GW-1");
     let csr = b64_csr(&env, "dev", "p256", "/CN=GW-1");
-    let (body, _) = curl(
+    let (body, _) = est_enroll(
         &env,
-        &[
-            "--cacert",
-            "root.pem",
-            "-u",
-            &format!("GW-1:{tok}"),
-            "-H",
-            "Content-Type: application/pkcs10",
-            "--data-binary",
-            &csr,
-            &format!("https://{}/.well-known/est/simpleenroll", srv.https),
-        ],
+        &format!("https://{}/.well-known/est/simpleenroll", srv.https),
+        "GW-1",
+        &tok,
+        &csr,
     );
     p7_to_pem(&env, &body, "dev.pem");
 
