@@ -29,17 +29,24 @@ pub fn verify_idevid(
                 && cert.verify_signature(Some(ca.public_key())).is_ok()
         })
         .ok_or_else(|| bad("not issued by a configured manufacturing CA"))?;
-    let serial = cert
-        .subject()
-        .iter_attributes()
-        .find(|a| a.attr_type().to_id_string() == OID_SERIAL_NUMBER)
-        .and_then(|a| a.as_str().ok())
-        .ok_or_else(|| bad("the subject has no serialNumber attribute"))?;
-    let serial = DeviceSerial::parse(serial)?;
+    let serial = subject_serial(cert.subject().as_raw())
+        .ok_or_else(|| bad("the subject has no serialNumber attribute"))??;
     let evidence = format!(
         "idevid:{}/{}",
         issuer.subject(),
         hex::encode(cert.raw_serial())
     );
     Ok((serial, evidence))
+}
+
+/// The device serial in a DER Name's serialNumber attribute: `None` when absent, an error when
+/// present but not a valid device serial.
+pub fn subject_serial(name_der: &[u8]) -> Option<Result<DeviceSerial, CaError>> {
+    let (_, name) = x509_parser::x509::X509Name::from_der(name_der).ok()?;
+    let s = name
+        .iter_attributes()
+        .find(|a| a.attr_type().to_id_string() == OID_SERIAL_NUMBER)
+        .and_then(|a| a.as_str().ok())?
+        .to_owned();
+    Some(DeviceSerial::parse(&s).map_err(CaError::from))
 }

@@ -850,6 +850,36 @@ impl<S: CaStore> Ca<S> {
         .await
     }
 
+    /// First enrollment without any bootstrap credential, allowed only for a profile created
+    /// with `--danger-no-bootstrap`. The device serial comes from the CSR subject's
+    /// serialNumber attribute: anyone who can reach the endpoint can claim any serial, which is
+    /// exactly the weakening that flag names.
+    pub async fn enroll_unauthenticated(
+        &self,
+        profile: &Name,
+        csr: &[u8],
+        actor: &Actor,
+    ) -> Result<IssuedCert, CaError> {
+        let p = self.get_profile(profile).await?;
+        if p.requires_bootstrap {
+            return Err(CaError::TokenRejected);
+        }
+        let parsed = parse_and_verify_csr(csr)?;
+        let serial = crate::bootstrap::subject_serial(&parsed.subject_der).ok_or_else(|| {
+            CaError::Csr(
+                "without a bootstrap credential the CSR subject must carry serialNumber".into(),
+            )
+        })??;
+        self.issue_new(
+            profile,
+            &serial,
+            csr,
+            Some("unauthenticated: profile requires no bootstrap credential"),
+            actor,
+        )
+        .await
+    }
+
     /// First enrollment of a device that proved its identity some other way than a token
     /// (an IDevID verified by [`crate::bootstrap::verify_idevid`]); `evidence` goes to the
     /// audit log.

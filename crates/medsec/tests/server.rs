@@ -1105,3 +1105,74 @@ fn idevid_bootstraps_enrollment() {
     assert!(code == "000" || code == "401", "{code}");
     drop(srv);
 }
+
+/// A profile made with `--danger-no-bootstrap` enrolls without a credential (the CSR's
+/// serialNumber names the device); every other profile refuses that.
+#[test]
+fn danger_no_bootstrap_profile_is_the_only_open_door() {
+    let env = Env::new();
+    let srv = start(&env);
+    env.ok(&[
+        "profile",
+        "set",
+        "--name",
+        "open",
+        "--model",
+        "lab-device",
+        "--danger-no-bootstrap",
+    ]);
+    let ct = "Content-Type: application/pkcs10";
+    let csr = b64_csr(&env, "lab", "p256", "/CN=lab/serialNumber=OPEN-1");
+    let url = |label: &str| format!("https://{}/.well-known/est/{label}/simpleenroll", srv.https);
+    let (body, code) = curl(
+        &env,
+        &[
+            "--cacert",
+            "root.pem",
+            "-H",
+            ct,
+            "--data-binary",
+            &csr,
+            &url("open"),
+        ],
+    );
+    assert_eq!(code, "200", "{body}");
+    p7_to_pem(&env, &body, "lab.pem");
+    contains(
+        &env.openssl_ok(&["x509", "-in", "lab.pem", "-noout", "-subject"]),
+        "serialNumber = OPEN-1",
+    );
+    contains(
+        &env.ok(&["audit", "list", "--limit", "1000"]),
+        "unauthenticated",
+    );
+    let (body, code) = curl(
+        &env,
+        &[
+            "--cacert",
+            "root.pem",
+            "-H",
+            ct,
+            "--data-binary",
+            &csr,
+            &url("default"),
+        ],
+    );
+    assert_eq!(code, "401", "{body}");
+    let nosn = b64_csr(&env, "nosn", "p256", "/CN=lab");
+    let (body, code) = curl(
+        &env,
+        &[
+            "--cacert",
+            "root.pem",
+            "-H",
+            ct,
+            "--data-binary",
+            &nosn,
+            &url("open"),
+        ],
+    );
+    assert_eq!(code, "400", "{body}");
+    contains(&body, "serialNumber");
+    drop(srv);
+}

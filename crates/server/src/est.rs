@@ -277,6 +277,12 @@ async fn post_op<S: CaStore>(
                     .enroll_bootstrapped(&profile.name, &serial, &evidence, &csr, &st.actor)
                     .await?
             }
+            _ if !profile.requires_bootstrap => {
+                let csr = csr_from_body(headers, body)?;
+                st.ca
+                    .enroll_unauthenticated(&profile.name, &csr, &st.actor)
+                    .await?
+            }
             _ => {
                 return Err(Problem::unauthorized(
                     "first enrollment needs a bootstrap credential: a one-time enrollment token or a manufacturer IDevID certificate",
