@@ -66,12 +66,28 @@ pub enum Command {
     Apitoken(ApiTokenCmd),
     /// Run the server: EST, OCSP, CRLs and the mTLS device gateway.
     Serve(ServeArgs),
+    /// SBOM files: check, normalize, compare (offline).
+    #[command(subcommand)]
+    Sbom(SbomCmd),
     /// Vulnerability matching against offline advisory feeds.
     #[command(subcommand)]
     Vuln(VulnCmd),
     /// Benchmarks.
     #[command(subcommand)]
     Bench(BenchCmd),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SbomCmd {
+    /// Parse an SBOM (CycloneDX JSON/XML, SPDX JSON/tag-value) and print its components.
+    Show {
+        file: PathBuf,
+        /// Support-level addendum CSV: component,version,support_level,end_of_support.
+        #[arg(long)]
+        addendum: Option<PathBuf>,
+    },
+    /// Components added, removed and changed between two SBOMs (e.g. two firmware versions).
+    Diff { old: PathBuf, new: PathBuf },
 }
 
 #[derive(Subcommand, Debug)]

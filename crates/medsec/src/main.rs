@@ -118,6 +118,9 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     if let Command::Vuln(v) = &cli.command {
         return vuln::run(v, cli.json).map(|_| ExitCode::SUCCESS);
     }
+    if let Command::Sbom(s) = &cli.command {
+        return vuln::run_sbom(s, cli.json).map(|_| ExitCode::SUCCESS);
+    }
     let app = open_app(
         &cli.data_dir,
         cli.config.as_deref(),
@@ -163,7 +166,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Serve(a) => serve::run(app, &a).await.map(|_| ExitCode::SUCCESS),
-        Command::Bench(_) | Command::Vuln(_) => unreachable_bench(),
+        Command::Bench(_) | Command::Vuln(_) | Command::Sbom(_) => unreachable_bench(),
     }
 }
 

@@ -6,7 +6,7 @@ use anyhow::{Context, Result, bail};
 use medsec_vuln::{Advisory, Index, Kev};
 use serde_json::json;
 
-use crate::cli::VulnCmd;
+use crate::cli::{SbomCmd, VulnCmd};
 
 /// Largest advisory file or dump read (a full OSV ecosystem dump is a few hundred MiB).
 const MAX_FEED: u64 = 1024 * 1024 * 1024;
@@ -43,6 +43,70 @@ fn load(path: &Path, out: &mut Vec<Advisory>) -> Result<()> {
         out.push(
             Advisory::from_json(&bytes).with_context(|| format!("importing {}", path.display()))?,
         );
+    }
+    Ok(())
+}
+
+fn read_sbom(p: &Path) -> Result<medsec_sbom::Sbom> {
+    let bytes = read_bounded(p, medsec_sbom::MAX_BYTES as u64)?;
+    medsec_sbom::parse(&bytes).with_context(|| format!("SBOM {}", p.display()))
+}
+
+pub fn run_sbom(cmd: &SbomCmd, as_json: bool) -> Result<()> {
+    match cmd {
+        SbomCmd::Show { file, addendum } => {
+            let mut s = read_sbom(file)?;
+            if let Some(a) = addendum {
+                let text = String::from_utf8(read_bounded(a, 16 * 1024 * 1024)?)
+                    .context("addendum is not UTF-8")?;
+                medsec_sbom::apply_support_csv(&mut s, &text)
+                    .with_context(|| format!("addendum {}", a.display()))?;
+            }
+            if as_json {
+                println!("{}", serde_json::to_string_pretty(&s)?);
+            } else {
+                for c in &s.components {
+                    println!(
+                        "{:<40} {:<20} {:<60} {}",
+                        c.name,
+                        c.version.as_deref().unwrap_or("-"),
+                        c.purl
+                            .as_ref()
+                            .map(|p| p.to_string())
+                            .unwrap_or_else(|| "-".into()),
+                        c.support_level.as_deref().unwrap_or("")
+                    );
+                }
+                eprintln!(
+                    "{:?} {}: {} components, {} dependencies",
+                    s.format,
+                    s.spec_version,
+                    s.components.len(),
+                    s.dependencies.len()
+                );
+            }
+        }
+        SbomCmd::Diff { old, new } => {
+            let d = medsec_sbom::diff(&read_sbom(old)?, &read_sbom(new)?);
+            if as_json {
+                println!("{}", serde_json::to_string_pretty(&d)?);
+            } else {
+                for c in &d.added {
+                    println!("+ {} {}", c.component, c.to.as_deref().unwrap_or(""));
+                }
+                for c in &d.removed {
+                    println!("- {} {}", c.component, c.from.as_deref().unwrap_or(""));
+                }
+                for c in &d.changed {
+                    println!(
+                        "~ {} {} -> {}",
+                        c.component,
+                        c.from.as_deref().unwrap_or(""),
+                        c.to.as_deref().unwrap_or("")
+                    );
+                }
+            }
+        }
     }
     Ok(())
 }

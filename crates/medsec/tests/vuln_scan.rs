@@ -75,3 +75,39 @@ fn bad_inputs_are_refused_clearly() {
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("junk.json"));
 }
+
+#[test]
+fn sbom_show_and_diff() {
+    let a = data("sbom/tests/data/cyclonedx/spec-fixtures/valid-dependency-1.5.json");
+    let b = data("sbom/tests/data/cyclonedx/cdx-1.5-poetry-torch-2.1.2-pypi.xml");
+    let o = Command::new(env!("CARGO_BIN_EXE_medsec"))
+        .args(["--json", "sbom", "show"])
+        .arg(&b)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["format"], "CycloneDxXml");
+    assert!(v["components"].as_array().unwrap().iter().any(|c| {
+        c["purl"]
+            .as_str()
+            .is_some_and(|p| p.starts_with("pkg:pypi/jinja2@"))
+    }));
+    let o = Command::new(env!("CARGO_BIN_EXE_medsec"))
+        .args(["--json", "sbom", "diff"])
+        .arg(&a)
+        .arg(&b)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let d: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(!d["added"].as_array().unwrap().is_empty());
+    let bad = data("sbom/tests/data/malformed/truncated-json.cdx.json");
+    let o = Command::new(env!("CARGO_BIN_EXE_medsec"))
+        .args(["sbom", "show"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("line"));
+}

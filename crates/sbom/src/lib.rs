@@ -5,8 +5,10 @@
 //! SBOM or none of it.
 
 mod cyclonedx;
+mod diff;
 mod spdx;
 
+pub use diff::{Change, Diff, apply_support_csv, diff};
 use medsec_core::Purl;
 use serde::Serialize;
 
