@@ -14,10 +14,12 @@ mod osv;
 mod pep440;
 mod range;
 mod semver;
+mod vex;
 
 pub use kev::{Kev, KevEntry};
 pub use osv::{Advisory, AffectedPackage, Finding, Index, OsvPackage, Severity};
 pub use range::{Event, Range, RangeKind, affected};
+pub use vex::{Justification, VexDocument, VexProduct, VexStatement, VexStatus};
 
 use std::cmp::Ordering;
 use std::fmt;
