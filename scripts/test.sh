@@ -18,6 +18,12 @@ if [ ${#need[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 
+command -v node >/dev/null && command -v npm >/dev/null || {
+    sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq nodejs npm >/dev/null
+}
+# The BSI CSAF validator checks the CSAF VEX export (pinned in tools/csaf-validator).
+[ -d tools/csaf-validator/node_modules/@secvisogram ] || npm ci --prefix tools/csaf-validator --no-audit --no-fund --silent
 # The VEX export tests validate against the published JSON schemas with python-jsonschema.
 python3 -c 'import jsonschema, referencing' 2>/dev/null || python3 -m pip install -q 'jsonschema>=4.18'
 

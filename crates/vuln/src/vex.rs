@@ -135,8 +135,9 @@ pub struct VexDocument {
     /// Publisher namespace URL (CSAF requires one).
     pub publisher_namespace: String,
     pub title: String,
-    pub version: u32,
-    pub timestamp: OffsetDateTime,
+    /// Every published revision, oldest first: (date, summary). The document version is the
+    /// number of revisions; CSAF requires the whole history, starting at 1.
+    pub revisions: Vec<(OffsetDateTime, String)>,
     pub statements: Vec<VexStatement>,
 }
 
@@ -148,6 +149,18 @@ fn ts(t: OffsetDateTime) -> String {
 }
 
 impl VexDocument {
+    fn version(&self) -> usize {
+        self.revisions.len().max(1)
+    }
+
+    /// The newest revision's date (the document's timestamp).
+    fn timestamp(&self) -> OffsetDateTime {
+        self.revisions
+            .last()
+            .map(|r| r.0)
+            .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+    }
+
     /// OpenVEX 0.2.
     pub fn to_openvex(&self) -> Value {
         let statements: Vec<Value> = self
@@ -196,8 +209,8 @@ impl VexDocument {
             "@context": "https://openvex.dev/ns/v0.2.0",
             "@id": self.id,
             "author": self.publisher,
-            "timestamp": ts(self.timestamp),
-            "version": self.version,
+            "timestamp": ts(self.timestamp()),
+            "version": self.version(),
             "statements": statements,
         })
     }
@@ -246,8 +259,8 @@ impl VexDocument {
             "bomFormat": "CycloneDX",
             "specVersion": "1.5",
             "serialNumber": uuid_urn(&self.id),
-            "version": self.version,
-            "metadata": {"timestamp": ts(self.timestamp), "supplier": {"name": self.publisher}},
+            "version": self.version(),
+            "metadata": {"timestamp": ts(self.timestamp()), "supplier": {"name": self.publisher}},
             "components": components.into_values().collect::<Vec<_>>(),
             "vulnerabilities": vulns,
         })
@@ -329,7 +342,21 @@ impl VexDocument {
                 v
             })
             .collect();
-        let t = ts(self.timestamp);
+        let first = ts(self
+            .revisions
+            .first()
+            .map(|r| r.0)
+            .unwrap_or_else(|| self.timestamp()));
+        let current = ts(self.timestamp());
+        let history: Vec<Value> = if self.revisions.is_empty() {
+            vec![json!({"date": current, "number": "1", "summary": "Initial version."})]
+        } else {
+            self.revisions
+                .iter()
+                .enumerate()
+                .map(|(i, (d, summary))| json!({"date": ts(*d), "number": (i + 1).to_string(), "summary": summary}))
+                .collect()
+        };
         json!({
             "document": {
                 "category": "csaf_vex",
@@ -338,9 +365,9 @@ impl VexDocument {
                 "publisher": {"category": "vendor", "name": self.publisher, "namespace": self.publisher_namespace},
                 "notes": [{"category": "summary", "title": "About this document", "text": "Exploitability of known vulnerabilities in the listed firmware versions, from the manufacturer's triage."}],
                 "tracking": {
-                    "id": self.id, "status": "final", "version": self.version.to_string(),
-                    "initial_release_date": t, "current_release_date": t,
-                    "revision_history": [{"date": t, "number": self.version.to_string(), "summary": "Current triage state."}]
+                    "id": self.id, "status": "final", "version": self.version().to_string(),
+                    "initial_release_date": first, "current_release_date": current,
+                    "revision_history": history
                 }
             },
             "product_tree": {"branches": [{"category": "vendor", "name": self.publisher, "branches": branches}]},

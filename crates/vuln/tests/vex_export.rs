@@ -29,8 +29,17 @@ fn doc() -> VexDocument {
         publisher: "Acme Medical".into(),
         publisher_namespace: "https://acme.example".into(),
         title: "Infusion pump X2 firmware 2.1.0: vulnerability exploitability".into(),
-        version: 3,
-        timestamp: datetime!(2026-11-02 08:00:00 UTC),
+        revisions: vec![
+            (datetime!(2026-10-01 08:00:00 UTC), "Initial triage.".into()),
+            (
+                datetime!(2026-10-15 08:00:00 UTC),
+                "log4j-core not reachable.".into(),
+            ),
+            (
+                datetime!(2026-11-02 08:00:00 UTC),
+                "Fix for braces in 2.1.1.".into(),
+            ),
+        ],
         statements: vec![
             st(
                 "CVE-2021-44228",
@@ -126,6 +135,7 @@ fn openvex_validates_and_maps_states() {
             .contains("2.1.1")
     );
     assert_eq!(st[3]["status"], "under_investigation");
+    assert_eq!(v["version"], 3);
 }
 
 #[test]
@@ -161,4 +171,50 @@ fn csaf_vex_validates() {
             assert!(x["remediations"].is_array(), "{x}");
         }
     }
+}
+
+/// The CSAF export passes the BSI CSAF validator (secvisogram csaf-validator-lib): the strict
+/// schema test and every mandatory test, which include the VEX profile's rules.
+#[test]
+fn csaf_vex_passes_the_bsi_validator() {
+    let tool = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tools/csaf-validator");
+    if !tool
+        .join("node_modules/@secvisogram/csaf-validator-lib")
+        .exists()
+    {
+        if std::env::var_os("CI").is_some() {
+            panic!("the BSI validator is required in CI: npm ci --prefix tools/csaf-validator");
+        }
+        eprintln!(
+            "SKIPPED: run `npm ci --prefix tools/csaf-validator` to install the BSI CSAF validator"
+        );
+        return;
+    }
+    let f = tempfile_dir().join("bsi.json");
+    std::fs::write(&f, serde_json::to_vec_pretty(&doc().to_csaf()).unwrap()).unwrap();
+    let o = Command::new("node")
+        .arg(tool.join("validate.js"))
+        .arg(&f)
+        .output()
+        .expect("node must be installed");
+    assert!(
+        o.status.success(),
+        "BSI validator rejected the CSAF export:\n{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // And it does reject a broken document, so the check above can fail.
+    let mut bad = doc().to_csaf();
+    bad["vulnerabilities"][0]["product_status"]["known_affected"] =
+        serde_json::json!(["no-such-product"]);
+    std::fs::write(&f, serde_json::to_vec_pretty(&bad).unwrap()).unwrap();
+    let o = Command::new("node")
+        .arg(tool.join("validate.js"))
+        .arg(&f)
+        .output()
+        .unwrap();
+    assert!(
+        !o.status.success(),
+        "a reference to an undefined product must fail"
+    );
 }
