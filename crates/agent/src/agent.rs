@@ -6,7 +6,7 @@ use std::sync::Arc;
 use hyper::Method;
 use hyper::header::ACCEPT;
 use medsec_core::{CertSerial, DeviceModel, DeviceSerial, KeyAlgorithm, Name};
-use medsec_keys::Pkcs11KeySource;
+use medsec_keys::{KeyError, KeySource, Pkcs11KeySource};
 use rustls::RootCertStore;
 use rustls::pki_types::{CertificateDer, UnixTime};
 use rustls::server::WebPkiClientVerifier;
@@ -15,7 +15,9 @@ use time::OffsetDateTime;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 use crate::config::AgentConfig;
-use crate::keys::{DeviceKey, StoredKey, check_token_key_label, token_key_labels};
+use crate::keys::{
+    DeviceKey, KeyHome, StoredKey, TokenKeyRecord, check_token_key_label, token_key_labels,
+};
 use crate::state::{CertInfo, Enrolled, StateDir};
 use crate::transport::{self, Endpoint};
 use crate::{AgentError, csr, est, tls_key};
@@ -219,12 +221,12 @@ impl Agent {
         // Before anything reaches the network, so a wrong PIN or token costs no round trip.
         let pkcs11 = self.open_token()?;
         let key = self.new_key(pkcs11.as_ref(), true, OffsetDateTime::now_utc())?;
-        let ep = self.est_endpoint(None)?;
-        let chain = est::cacerts(&ep, self.label()).await?;
-        // The CA sets the subject from its profile; CN=serial only labels the request.
-        let csr = csr::build(&key, &csr::cn_subject(serial.as_str()))?;
-        self.state.stage_key(&key)?;
         let result = async {
+            let ep = self.est_endpoint(None)?;
+            let chain = est::cacerts(&ep, self.label()).await?;
+            // The CA sets the subject from its profile; CN=serial only labels the request.
+            let csr = csr::build(&key, &csr::cn_subject(serial.as_str()))?;
+            self.state.stage_key(&key)?;
             let certs = est::simpleenroll(&ep, self.label(), &csr, serial, token).await?;
             let (leaf, info) = self.accept_issued(&certs, &key, &chain)?;
             self.state.write_chain(&chain)?;
@@ -233,11 +235,35 @@ impl Agent {
         }
         .await;
         if result.is_err() {
-            // Drop the staged key now rather than at the next start. Best effort: the
-            // original error is what the caller needs to see.
+            // Drop the staged key now rather than at the next start, and a token key that
+            // never got its certificate with it. Best effort: the original error is what the
+            // caller needs to see.
             let _ = self.state.recover();
+            if let KeyHome::Token(record) = key.home() {
+                self.discard_token_key(pkcs11.as_ref(), record);
+            }
         }
         result
+    }
+
+    /// Best effort: destroys token key `record` (one a rekey replaced, or a new one that never
+    /// got its certificate) so it stops taking up a slot in the token. A key the state
+    /// directory still names, current or staged, is never touched; a failure is reported on
+    /// stderr and otherwise ignored, since the device's identity does not depend on it.
+    fn discard_token_key(&self, token: Option<&Pkcs11KeySource>, record: &TokenKeyRecord) {
+        let Some(token) = token else {
+            return;
+        };
+        if record.token != token.token_label() || self.state.references_token_key(record) {
+            return;
+        }
+        match token.destroy(&record.key_ref()) {
+            Ok(()) | Err(KeyError::NotFound { .. }) => {}
+            Err(e) => eprintln!(
+                "warning: could not remove unused device key {}: {e}",
+                record.location()
+            ),
+        }
     }
 
     /// Re-enrolls when two thirds of the validity have passed at `now`, or always with
@@ -269,15 +295,15 @@ impl Agent {
             None
         };
         let key = new_key.as_ref().unwrap_or(&cur_key);
-        // RFC 7030 4.2.2: the subject must be the current certificate's, byte for byte.
-        let csr = csr::build(key, &cur.cert.subject_der)?;
-        let ep = self.est_endpoint(Some((&cur, &cur_key)))?;
-        // Refresh the chain too: the CA may have rolled its issuing certificate.
-        let chain = est::cacerts(&ep, self.label()).await?;
-        if let Some(k) = &new_key {
-            self.state.stage_key(k)?;
-        }
         let result = async {
+            // RFC 7030 4.2.2: the subject must be the current certificate's, byte for byte.
+            let csr = csr::build(key, &cur.cert.subject_der)?;
+            let ep = self.est_endpoint(Some((&cur, &cur_key)))?;
+            // Refresh the chain too: the CA may have rolled its issuing certificate.
+            let chain = est::cacerts(&ep, self.label()).await?;
+            if let Some(k) = &new_key {
+                self.state.stage_key(k)?;
+            }
             let certs = est::simplereenroll(&ep, self.label(), &csr).await?;
             let (leaf, info) = self.accept_issued(&certs, key, &chain)?;
             self.state.write_chain(&chain)?;
@@ -286,16 +312,25 @@ impl Agent {
         }
         .await;
         match result {
-            Ok(new) if rekey => Ok(RenewOutcome::Rekeyed {
-                old: cur.cert.serial,
-                new,
-            }),
+            Ok(new) if rekey => {
+                // The new key and certificate are current now; the old token key is unused.
+                if let StoredKey::Token(old) = &cur.key {
+                    self.discard_token_key(pkcs11.as_ref(), old);
+                }
+                Ok(RenewOutcome::Rekeyed {
+                    old: cur.cert.serial,
+                    new,
+                })
+            }
             Ok(new) => Ok(RenewOutcome::Renewed {
                 old: cur.cert.serial,
                 new,
             }),
             Err(e) => {
                 let _ = self.state.recover();
+                if let Some(KeyHome::Token(record)) = new_key.as_ref().map(DeviceKey::home) {
+                    self.discard_token_key(pkcs11.as_ref(), record);
+                }
                 Err(e)
             }
         }

@@ -304,6 +304,21 @@ impl StateDir {
         })
     }
 
+    /// Whether the state directory names token key `record` as its current or staged key,
+    /// i.e. whether destroying it could cost the device its identity. Answers yes when a
+    /// record cannot be read, so that doubt never destroys a key.
+    pub(crate) fn references_token_key(&self, record: &TokenKeyRecord) -> bool {
+        [KEY_REF, KEY_REF_NEXT]
+            .into_iter()
+            .any(|name| match self.path(name).try_exists() {
+                Ok(false) => false,
+                Ok(true) => self
+                    .read_record(name)
+                    .map_or(true, |r| r.label == record.label && r.token == record.token),
+                Err(_) => true,
+            })
+    }
+
     /// Stages a new key before the request that certifies it: the PKCS#8 of a file key, the
     /// record of a token key.
     pub(crate) fn stage_key(&self, key: &DeviceKey) -> Result<(), AgentError> {
@@ -547,6 +562,29 @@ mod tests {
     }
 
     #[cfg(unix)]
+    #[test]
+    fn current_and_staged_token_keys_are_referenced() {
+        let (_d, s) = fresh();
+        let (cur, _) = token_record("dev-1", KeyAlgorithm::EcdsaP256);
+        let (next, _) = token_record("dev-2", KeyAlgorithm::EcdsaP256);
+        let (other, _) = token_record("dev-3", KeyAlgorithm::EcdsaP256);
+        assert!(!s.references_token_key(&cur));
+        write_atomic(&s.path(KEY_REF), &cur.to_json().unwrap(), 0o600).unwrap();
+        stage_record(&s, &next);
+        assert!(s.references_token_key(&cur));
+        assert!(s.references_token_key(&next));
+        assert!(!s.references_token_key(&other));
+        // The same label in another token is another key.
+        let elsewhere = TokenKeyRecord {
+            token: "other-token".into(),
+            ..cur.clone()
+        };
+        assert!(!s.references_token_key(&elsewhere));
+        // An unreadable record could be any key.
+        fs::write(s.path(KEY_REF_NEXT), b"garbage").unwrap();
+        assert!(s.references_token_key(&other));
+    }
+
     #[test]
     fn the_key_file_is_private() {
         use std::os::unix::fs::PermissionsExt;

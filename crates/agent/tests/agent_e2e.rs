@@ -769,6 +769,11 @@ fn device_key_in_a_pkcs11_token() {
     assert_ne!(spki3, spki2, "a rekey changes the public key");
     let (key3, _) = recorded_key(&dev);
     assert!(key3.starts_with("pkcs11:object=device-key-"), "{key3}");
+    // The replaced key no longer takes up room in the token; the new one is there.
+    let labels = token_private_keys("device-key");
+    assert!(!labels.iter().any(|l| l == "device-key"), "{labels:?}");
+    let label3 = key3.strip_prefix("pkcs11:object=").unwrap();
+    assert!(labels.iter().any(|l| l == label3), "{labels:?}");
     let w: serde_json::Value =
         serde_json::from_str(&s.agent_hsm_ok(&conf, "hsm1", &["whoami"])).unwrap();
     assert_eq!(w["certificate"], serial3.as_str());
@@ -796,6 +801,8 @@ fn device_key_in_a_pkcs11_token() {
     );
     let (key4, _) = recorded_key(&dev);
     assert_ne!(key4, key3, "every rekey gets its own label");
+    let labels = token_private_keys("device-key");
+    assert!(!labels.iter().any(|l| l == label3), "{labels:?}");
     let (serial4, _) = cert_facts(&dev);
     let me = rt.block_on(agent.whoami()).unwrap();
     assert_eq!(me.certificate.to_hex(), serial4);
@@ -823,9 +830,25 @@ fn device_key_in_a_pkcs11_token() {
     assert_eq!(w["serial"], "SN-3004");
     assert_eq!(w["certificate"], cert_facts(&dev2).0.as_str());
 
-    // 7. A second device enrolling into the same token: the default label is taken (by the
-    //    first device's key), so the new key gets a stamped one; the other key is neither
-    //    reused nor replaced.
+    // A refused enrollment leaves no key behind in the token.
+    let before = token_private_keys("device-key");
+    let o = s.agent_hsm(
+        &conf,
+        "hsm-refused",
+        &[
+            "enroll",
+            "--serial",
+            "SN-3007",
+            "--token",
+            "not-a-valid-token",
+        ],
+    );
+    assert!(!o.status.success());
+    assert_eq!(token_private_keys("device-key"), before);
+
+    // 7. More devices enrolling into the same token: the default label, freed by hsm1's
+    //    rekey, is used again; once it is taken, the next key gets a stamped one and the
+    //    other key is neither reused nor replaced.
     let token3 = s.token("SN-3005");
     s.agent_hsm_ok(
         &conf,
@@ -833,23 +856,33 @@ fn device_key_in_a_pkcs11_token() {
         &["enroll", "--serial", "SN-3005", "--token", &token3],
     );
     let (key6, _) = recorded_key(&s.path("hsm3"));
-    assert!(key6.starts_with("pkcs11:object=device-key-"), "{key6}");
-    let w: serde_json::Value =
-        serde_json::from_str(&s.agent_hsm_ok(&conf, "hsm3", &["whoami"])).unwrap();
-    assert_eq!(w["serial"], "SN-3005");
+    assert_eq!(key6, "pkcs11:object=device-key");
+    let token4 = s.token("SN-3006");
+    s.agent_hsm_ok(
+        &conf,
+        "hsm4",
+        &["enroll", "--serial", "SN-3006", "--token", &token4],
+    );
+    let (key7, _) = recorded_key(&s.path("hsm4"));
+    assert!(key7.starts_with("pkcs11:object=device-key-"), "{key7}");
+    for (state, serial) in [("hsm3", "SN-3005"), ("hsm4", "SN-3006")] {
+        let w: serde_json::Value =
+            serde_json::from_str(&s.agent_hsm_ok(&conf, state, &["whoami"])).unwrap();
+        assert_eq!(w["serial"], serial);
+    }
     // hsm1 still works with its own key.
     let w: serde_json::Value =
         serde_json::from_str(&s.agent_hsm_ok(&conf, "hsm1", &["whoami"])).unwrap();
     assert_eq!(w["certificate"], serial4.as_str());
 
-    // 8. In the token, every device key is non-extractable; the current ones are there.
-    let labels = token_private_keys("device-key");
-    for key in [&key3, &key4, &key5, &key6] {
-        let label = key.strip_prefix("pkcs11:object=").unwrap();
-        assert!(
-            labels.iter().any(|l| l == label),
-            "{label} not in {labels:?}"
-        );
-    }
-    assert!(labels.iter().any(|l| l == "device-key"), "{labels:?}");
+    // 8. In the token, every device key is non-extractable; exactly the current ones are
+    //    there (the keys hsm1's rekeys replaced are gone).
+    let mut labels = token_private_keys("device-key");
+    labels.sort();
+    let mut current: Vec<String> = [&key4, &key5, &key6, &key7]
+        .iter()
+        .map(|k| k.strip_prefix("pkcs11:object=").unwrap().to_owned())
+        .collect();
+    current.sort();
+    assert_eq!(labels, current);
 }

@@ -380,6 +380,37 @@ impl KeySource for EncryptedFileKeySource {
             }),
         }
     }
+
+    fn destroy(&self, key: &KeyRef) -> Result<(), KeyError> {
+        let label = match key {
+            KeyRef::File { label } => label,
+            other => {
+                return Err(KeyError::BadRef {
+                    value: other.to_string(),
+                    reason: "not a file: key; configure a PKCS#11 module for pkcs11: keys",
+                });
+            }
+        };
+        check_label(label)?;
+        let path = self.path(label);
+        let shown = path.display().to_string();
+        match fs::remove_file(&path) {
+            Ok(()) => {
+                if let Some(d) = path.parent().and_then(|p| fs::File::open(p).ok()) {
+                    let _ = d.sync_all();
+                }
+                Ok(())
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(KeyError::NotFound {
+                key: format!("file:{label} ({shown})"),
+            }),
+            Err(source) => Err(KeyError::Io {
+                op: "remove key file",
+                path: shown,
+                source,
+            }),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -464,6 +495,26 @@ mod tests {
         assert!(matches!(right.load(&r), Err(KeyError::Malformed { .. })));
         fs::write(&path, b"garbage").unwrap();
         assert!(matches!(right.load(&r), Err(KeyError::Malformed { .. })));
+    }
+
+    #[test]
+    fn destroy_removes_the_key_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = source(dir.path(), "correct horse battery");
+        src.generate("gone", KeyAlgorithm::EcdsaP256).unwrap();
+        src.generate("kept", KeyAlgorithm::EcdsaP256).unwrap();
+        let r: KeyRef = "file:gone".parse().unwrap();
+        src.destroy(&r).unwrap();
+        assert!(!dir.path().join("gone.key.json").exists());
+        assert!(matches!(src.load(&r), Err(KeyError::NotFound { .. })));
+        assert!(matches!(src.destroy(&r), Err(KeyError::NotFound { .. })));
+        // Other keys are untouched, and the label can be used again.
+        src.load(&"file:kept".parse().unwrap()).unwrap();
+        src.generate("gone", KeyAlgorithm::Ed25519).unwrap();
+        assert!(matches!(
+            src.destroy(&"pkcs11:object=gone".parse().unwrap()),
+            Err(KeyError::BadRef { .. })
+        ));
     }
 
     #[test]

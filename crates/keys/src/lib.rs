@@ -75,6 +75,10 @@ pub trait KeySource: Send + Sync {
     fn generate(&self, label: &str, alg: KeyAlgorithm) -> Result<Box<dyn Signer>, KeyError>;
     /// Opens an existing key.
     fn load(&self, key: &KeyRef) -> Result<Box<dyn Signer>, KeyError>;
+    /// Deletes a key for good, e.g. one a rekey replaced, so that it stops occupying the
+    /// source (a token has room for few objects). `NotFound` if there is no such key.
+    /// Signers already loaded from it stop working.
+    fn destroy(&self, key: &KeyRef) -> Result<(), KeyError>;
 }
 
 /// Checks a key label: it becomes a file name or a token object label.

@@ -599,6 +599,45 @@ impl KeySource for Pkcs11KeySource {
             session: Arc::clone(&self.session),
         }))
     }
+
+    fn destroy(&self, key: &KeyRef) -> Result<(), KeyError> {
+        let label = match key {
+            KeyRef::Pkcs11 { label } => label,
+            other => {
+                return Err(KeyError::BadRef {
+                    value: other.to_string(),
+                    reason: "not a pkcs11: key; use the key file source for file: keys",
+                });
+            }
+        };
+        check_label(label)?;
+        let label_attr = Attribute::Label(label.as_bytes().to_vec());
+        let _token = token_guard();
+        let session = lock(&self.session);
+        let private_keys = find_keys(
+            &session,
+            &[
+                Attribute::Class(ObjectClass::PRIVATE_KEY),
+                label_attr.clone(),
+            ],
+        )?;
+        if private_keys.is_empty() {
+            return Err(KeyError::NotFound {
+                key: format!("{key} in token {:?}", self.token_label),
+            });
+        }
+        let public_keys = find_keys(
+            &session,
+            &[Attribute::Class(ObjectClass::PUBLIC_KEY), label_attr],
+        )?;
+        // Private halves first: once they are gone the key is unusable whatever else fails.
+        for handle in private_keys.into_iter().chain(public_keys) {
+            session
+                .destroy_object(handle)
+                .map_err(|e| p11("destroy key", format!("{key}: {}", describe(&e))))?;
+        }
+        Ok(())
+    }
 }
 
 /// A private key in a token, signing through its source's session.

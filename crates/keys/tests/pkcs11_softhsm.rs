@@ -264,6 +264,43 @@ fn load_errors() {
 }
 
 #[test]
+fn destroy_frees_the_label() {
+    if !softhsm() {
+        return;
+    }
+    let src = open();
+    let kept = src
+        .generate("destroy-kept", KeyAlgorithm::EcdsaP256)
+        .unwrap();
+    let first = src.generate("destroy-me", KeyAlgorithm::EcdsaP256).unwrap();
+    let r: KeyRef = "pkcs11:object=destroy-me".parse().unwrap();
+    src.destroy(&r).unwrap();
+    assert!(matches!(src.load(&r), Err(KeyError::NotFound { .. })));
+    assert!(matches!(src.destroy(&r), Err(KeyError::NotFound { .. })));
+    // Both halves are gone: a stray public key would make this AlreadyExists.
+    let second = src.generate("destroy-me", KeyAlgorithm::Ed25519).unwrap();
+    assert_ne!(second.public_key(), first.public_key());
+    let loaded = src.load(&r).unwrap();
+    assert_eq!(loaded.public_key(), second.public_key());
+    verify(
+        &*loaded,
+        b"after destroy",
+        &loaded.sign(b"after destroy").unwrap(),
+    );
+    // Another key is untouched.
+    let other = src.load(kept.key_ref()).unwrap();
+    assert_eq!(other.public_key(), kept.public_key());
+    assert!(matches!(
+        src.destroy(&"pkcs11:object=never-generated".parse().unwrap()),
+        Err(KeyError::NotFound { .. })
+    ));
+    assert!(matches!(
+        src.destroy(&"file:destroy-me".parse().unwrap()),
+        Err(KeyError::BadRef { .. })
+    ));
+}
+
+#[test]
 fn private_key_is_sensitive_and_not_extractable() {
     if !softhsm() {
         return;

@@ -117,4 +117,11 @@ impl KeySource for Keys {
             _ => self.file_source()?.load(key),
         }
     }
+
+    fn destroy(&self, key: &KeyRef) -> Result<(), KeyError> {
+        match key {
+            KeyRef::Pkcs11 { .. } => self.pkcs11_source()?.destroy(key),
+            _ => self.file_source()?.destroy(key),
+        }
+    }
 }
