@@ -348,6 +348,20 @@ fn write_new_private_file(path: &Path, data: &[u8]) -> Result<(), KeyError> {
     Ok(())
 }
 
+/// The label of a `file:` reference, checked; other references are refused.
+fn file_label_of(key: &KeyRef) -> Result<&str, KeyError> {
+    match key {
+        KeyRef::File { label } => {
+            check_label(label)?;
+            Ok(label)
+        }
+        other => Err(KeyError::BadRef {
+            value: other.to_string(),
+            reason: "not a file: key; configure a PKCS#11 module for pkcs11: keys",
+        }),
+    }
+}
+
 impl KeySource for EncryptedFileKeySource {
     fn generate(&self, label: &str, alg: KeyAlgorithm) -> Result<Box<dyn Signer>, KeyError> {
         check_label(label)?;
@@ -369,29 +383,11 @@ impl KeySource for EncryptedFileKeySource {
     }
 
     fn load(&self, key: &KeyRef) -> Result<Box<dyn Signer>, KeyError> {
-        match key {
-            KeyRef::File { label } => {
-                check_label(label)?;
-                Ok(Box::new(self.open(label)?))
-            }
-            other => Err(KeyError::BadRef {
-                value: other.to_string(),
-                reason: "not a file: key; configure a PKCS#11 module for pkcs11: keys",
-            }),
-        }
+        Ok(Box::new(self.open(file_label_of(key)?)?))
     }
 
     fn destroy(&self, key: &KeyRef) -> Result<(), KeyError> {
-        let label = match key {
-            KeyRef::File { label } => label,
-            other => {
-                return Err(KeyError::BadRef {
-                    value: other.to_string(),
-                    reason: "not a file: key; configure a PKCS#11 module for pkcs11: keys",
-                });
-            }
-        };
-        check_label(label)?;
+        let label = file_label_of(key)?;
         let path = self.path(label);
         let shown = path.display().to_string();
         match fs::remove_file(&path) {

@@ -453,6 +453,20 @@ fn generate_pair(
     ))
 }
 
+/// The object label of a `pkcs11:` reference, checked; other references are refused.
+fn token_label_of(key: &KeyRef) -> Result<&str, KeyError> {
+    match key {
+        KeyRef::Pkcs11 { label } => {
+            check_label(label)?;
+            Ok(label)
+        }
+        other => Err(KeyError::BadRef {
+            value: other.to_string(),
+            reason: "not a pkcs11: key; use the key file source for file: keys",
+        }),
+    }
+}
+
 impl KeySource for Pkcs11KeySource {
     fn generate(&self, label: &str, alg: KeyAlgorithm) -> Result<Box<dyn Signer>, KeyError> {
         check_label(label)?;
@@ -500,16 +514,7 @@ impl KeySource for Pkcs11KeySource {
     }
 
     fn load(&self, key: &KeyRef) -> Result<Box<dyn Signer>, KeyError> {
-        let label = match key {
-            KeyRef::Pkcs11 { label } => label,
-            other => {
-                return Err(KeyError::BadRef {
-                    value: other.to_string(),
-                    reason: "not a pkcs11: key; use the key file source for file: keys",
-                });
-            }
-        };
-        check_label(label)?;
+        let label = token_label_of(key)?;
         let label_attr = Attribute::Label(label.as_bytes().to_vec());
         let _token = token_guard();
         let session = lock(&self.session);
@@ -601,16 +606,7 @@ impl KeySource for Pkcs11KeySource {
     }
 
     fn destroy(&self, key: &KeyRef) -> Result<(), KeyError> {
-        let label = match key {
-            KeyRef::Pkcs11 { label } => label,
-            other => {
-                return Err(KeyError::BadRef {
-                    value: other.to_string(),
-                    reason: "not a pkcs11: key; use the key file source for file: keys",
-                });
-            }
-        };
-        check_label(label)?;
+        let label = token_label_of(key)?;
         let label_attr = Attribute::Label(label.as_bytes().to_vec());
         let _token = token_guard();
         let session = lock(&self.session);

@@ -39,12 +39,12 @@ fn parse(s: &str) -> Result<Parsed<'_>, &'static str> {
     })
 }
 
-/// dpkg's character weight: `~` lowest, then end of string, then letters, then the rest.
+/// dpkg's character weight: `~` lowest, then end of string (or a digit, passed as `None`),
+/// then letters, then the rest.
 fn order(c: Option<u8>) -> i32 {
     match c {
         Some(b'~') => -1,
         None => 0,
-        Some(c) if c.is_ascii_digit() => 0,
         Some(c) if c.is_ascii_alphabetic() => c as i32,
         Some(c) => c as i32 + 256,
     }
