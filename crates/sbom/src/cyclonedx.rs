@@ -4,7 +4,7 @@ use std::collections::HashSet;
 
 use serde_json::Value;
 
-use crate::{Component, Format, Hash, Sbom, SbomError, check_hash, parse_purl};
+use crate::{Component, Format, Sbom, SbomError, check_hash, hash, license, parse_purl};
 
 const VERSIONS: [&str; 5] = ["1.2", "1.3", "1.4", "1.5", "1.6"];
 const TYPES: [&str; 13] = [
@@ -52,11 +52,13 @@ fn check_type(t: &str, at: &str) -> Result<(), SbomError> {
     }
 }
 
-/// Applies the `medsec:support-level` / `medsec:end-of-support` properties.
+/// Applies the `medsec:support-level` / `medsec:end-of-support` properties, and `medsec:cpe`,
+/// which carries the CPEs after the first because a CycloneDX component has one `cpe` field.
 fn apply_property(c: &mut Component, name: &str, value: &str) {
     match name {
         "medsec:support-level" => c.support_level = Some(value.to_owned()),
         "medsec:end-of-support" => c.end_of_support = Some(value.to_owned()),
+        "medsec:cpe" => c.cpes.push(value.to_owned()),
         _ => {}
     }
 }
@@ -122,10 +124,7 @@ fn json_component(
         let content = str_at(h, "content", &hat)?
             .ok_or_else(|| SbomError::at(format!("{hat}.content"), "required"))?;
         check_hash(alg, content, &format!("{hat}.content"))?;
-        c.hashes.push(Hash {
-            alg: alg.to_owned(),
-            value: content.to_ascii_lowercase(),
-        });
+        c.hashes.push(hash(alg, content));
     }
     let lics = arr(v, "licenses", at)?;
     // The schema allows either one SPDX expression or a list of licenses, never both.
@@ -144,13 +143,12 @@ fn json_component(
             ));
         }
         if let Some(e) = str_at(l, "expression", &lat)? {
-            c.licenses.push(e.to_owned());
+            c.licenses.push(license::normalize(e));
         } else if let Some(lic) = l.get("license") {
             let id = str_at(lic, "id", &lat)?.or(str_at(lic, "name", &lat)?);
-            c.licenses.push(
-                id.ok_or_else(|| SbomError::at(format!("{lat}.license"), "needs id or name"))?
-                    .to_owned(),
-            );
+            c.licenses.push(license::normalize(id.ok_or_else(|| {
+                SbomError::at(format!("{lat}.license"), "needs id or name")
+            })?));
         } else {
             return Err(SbomError::at(lat, "needs license or expression"));
         }
@@ -283,10 +281,7 @@ fn xml_component(
                 .ok_or_else(|| SbomError::at(line(doc, h), "hash needs alg"))?;
             let v = h.text().unwrap_or("").trim();
             check_hash(alg, v, &line(doc, h))?;
-            c.hashes.push(Hash {
-                alg: alg.to_owned(),
-                value: v.to_ascii_lowercase(),
-            });
+            c.hashes.push(hash(alg, v));
         }
     }
     if let Some(ls) = child(n, "licenses") {
@@ -299,12 +294,14 @@ fn xml_component(
         }
         for e in entries {
             match e.tag_name().name() {
-                "expression" => c.licenses.push(e.text().unwrap_or("").trim().to_owned()),
+                "expression" => c
+                    .licenses
+                    .push(license::normalize(e.text().unwrap_or("").trim())),
                 "license" => {
                     let id = text(e, "id")
                         .or_else(|| text(e, "name"))
                         .ok_or_else(|| SbomError::at(line(doc, e), "license needs id or name"))?;
-                    c.licenses.push(id);
+                    c.licenses.push(license::normalize(&id));
                 }
                 _ => {}
             }

@@ -6,9 +6,12 @@
 
 mod cyclonedx;
 mod diff;
+mod export;
+mod license;
 mod spdx;
 
 pub use diff::{Change, Diff, apply_support_csv, diff};
+pub use export::{ExportMeta, SerialNumber, Timestamp, to_cyclonedx_json};
 use medsec_core::Purl;
 use serde::Serialize;
 
@@ -43,7 +46,11 @@ pub enum Format {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Hash {
+    /// CycloneDX's name for the algorithm (`SHA-256`, `SHA-1`, `BLAKE2b-256`, ...) whatever the
+    /// input spelled it (SPDX writes `SHA256`), so hashes compare across formats; an algorithm
+    /// CycloneDX has no name for (SPDX's `SHA224`, `ADLER32`, ...) is kept as written.
     pub alg: String,
+    /// Lowercase hex.
     pub value: String,
 }
 
@@ -119,6 +126,36 @@ pub fn parse(bytes: &[u8]) -> Result<Sbom, SbomError> {
 
 pub(crate) fn parse_purl(s: &str, at: &str) -> Result<Purl, SbomError> {
     Purl::parse(s).map_err(|e| SbomError::at(at, e.to_string()))
+}
+
+/// CycloneDX's spelling of a hash algorithm name as CycloneDX or SPDX writes it, or `None` for
+/// an algorithm CycloneDX has no name for.
+pub(crate) fn canonical_alg(alg: &str) -> Option<&'static str> {
+    Some(
+        match alg.trim().to_ascii_uppercase().replace('_', "-").as_str() {
+            "MD5" => "MD5",
+            "SHA-1" | "SHA1" => "SHA-1",
+            "SHA-256" | "SHA256" => "SHA-256",
+            "SHA-384" | "SHA384" => "SHA-384",
+            "SHA-512" | "SHA512" => "SHA-512",
+            "SHA3-256" => "SHA3-256",
+            "SHA3-384" => "SHA3-384",
+            "SHA3-512" => "SHA3-512",
+            "BLAKE2B-256" => "BLAKE2b-256",
+            "BLAKE2B-384" => "BLAKE2b-384",
+            "BLAKE2B-512" => "BLAKE2b-512",
+            "BLAKE3" => "BLAKE3",
+            _ => return None,
+        },
+    )
+}
+
+/// A parsed hash: algorithm spelled the CycloneDX way when it has one, value lowercase.
+pub(crate) fn hash(alg: &str, value: &str) -> Hash {
+    Hash {
+        alg: canonical_alg(alg).map_or_else(|| alg.trim().to_owned(), str::to_owned),
+        value: value.trim().to_ascii_lowercase(),
+    }
 }
 
 /// Checks a hash value against its algorithm's length, as the CycloneDX schema does.

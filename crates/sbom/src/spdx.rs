@@ -1,8 +1,10 @@
 //! SPDX 2.2/2.3, JSON and tag-value.
 
+use std::collections::HashMap;
+
 use serde_json::Value;
 
-use crate::{Component, Format, Hash, Sbom, SbomError, check_hash, parse_purl};
+use crate::{Component, Format, Sbom, SbomError, check_hash, hash, license, parse_purl};
 
 fn meaningful(v: &str) -> Option<String> {
     let v = v.trim();
@@ -111,13 +113,12 @@ pub fn from_json(v: &Value) -> Result<Sbom, SbomError> {
             let val = s(ck, "checksumValue")
                 .ok_or_else(|| SbomError::at(format!("{cat}.checksumValue"), "required"))?;
             check_hash(&alg, &val, &cat)?;
-            c.hashes.push(Hash {
-                alg,
-                value: val.to_ascii_lowercase(),
-            });
+            c.hashes.push(hash(&alg, &val));
         }
         for k in ["licenseConcluded", "licenseDeclared"] {
-            if let Some(l) = s(p, k).and_then(|l| meaningful(&l))
+            if let Some(l) = s(p, k)
+                .and_then(|l| meaningful(&l))
+                .map(|l| license::normalize(&l))
                 && !c.licenses.contains(&l)
             {
                 c.licenses.push(l);
@@ -138,6 +139,11 @@ pub fn from_json(v: &Value) -> Result<Sbom, SbomError> {
             ) {
                 external_ref(&mut c, &cat, &ty, &loc, &rat)?;
             }
+        }
+        // Tag-value's PackageComment is read for the same keys; this keeps a document's meaning
+        // when a converter moves between the two.
+        if let Some(comment) = s(p, "comment") {
+            apply_annotation(&mut c, &comment);
         }
         for a in p
             .get("annotations")
@@ -177,12 +183,25 @@ pub fn from_json(v: &Value) -> Result<Sbom, SbomError> {
     })
 }
 
+/// A tag-value annotation block.
+struct Annotation {
+    /// `SPDXREF:`, the annotated element.
+    target: Option<String>,
+    /// The package being read when the block started, for a block without `SPDXREF:`.
+    package: Option<usize>,
+    comment: Option<String>,
+}
+
 pub fn from_tag_value(text: &str) -> Result<Sbom, SbomError> {
     let mut spec = None;
     let mut doc_id = None;
     let mut components: Vec<Component> = Vec::new();
     let mut in_package = false;
     let mut dependencies = Vec::new();
+    // Annotations name their element with `SPDXREF:` and often come after all packages (that is
+    // where pyspdxtools writes them), so they are collected and applied at the end. A block
+    // starts at `Annotator:` and its lines come in any order.
+    let mut annotations: Vec<Annotation> = Vec::new();
     let mut lines = text.lines().enumerate();
     while let Some((i, raw)) = lines.next() {
         let at = format!("line {}", i + 1);
@@ -215,18 +234,34 @@ pub fn from_tag_value(text: &str) -> Result<Sbom, SbomError> {
                 in_package = true;
             }
             "FileName" | "SnippetSPDXID" => in_package = false,
-            _ if !in_package => {
-                if tag == "Relationship" {
-                    let parts: Vec<&str> = value.split_whitespace().collect();
-                    if let [a, t, b] = parts[..] {
-                        match t {
-                            "DEPENDS_ON" => dependencies.push((a.to_owned(), b.to_owned())),
-                            "DEPENDENCY_OF" => dependencies.push((b.to_owned(), a.to_owned())),
-                            _ => {}
-                        }
+            // A relationship names both ends, so it means the same wherever it appears.
+            "Relationship" => {
+                let parts: Vec<&str> = value.split_whitespace().collect();
+                if let [a, t, b] = parts[..] {
+                    match t {
+                        "DEPENDS_ON" => dependencies.push((a.to_owned(), b.to_owned())),
+                        "DEPENDENCY_OF" => dependencies.push((b.to_owned(), a.to_owned())),
+                        _ => {}
                     }
                 }
             }
+            "Annotator" | "SPDXREF" | "AnnotationComment" => {
+                if tag == "Annotator" || annotations.is_empty() {
+                    annotations.push(Annotation {
+                        target: None,
+                        package: components.len().checked_sub(1).filter(|_| in_package),
+                        comment: None,
+                    });
+                }
+                if let Some(a) = annotations.last_mut() {
+                    match tag {
+                        "SPDXREF" => a.target = Some(value),
+                        "AnnotationComment" => a.comment = Some(value),
+                        _ => {}
+                    }
+                }
+            }
+            _ if !in_package => {}
             _ => {
                 let Some(c) = components.last_mut() else {
                     continue;
@@ -240,13 +275,10 @@ pub fn from_tag_value(text: &str) -> Result<Sbom, SbomError> {
                             SbomError::at(&at, "PackageChecksum needs ALG: value")
                         })?;
                         check_hash(alg.trim(), v.trim(), &at)?;
-                        c.hashes.push(Hash {
-                            alg: alg.trim().to_owned(),
-                            value: v.trim().to_ascii_lowercase(),
-                        });
+                        c.hashes.push(hash(alg, v));
                     }
                     "PackageLicenseConcluded" | "PackageLicenseDeclared" => {
-                        if let Some(l) = meaningful(&value)
+                        if let Some(l) = meaningful(&value).map(|l| license::normalize(&l))
                             && !c.licenses.contains(&l)
                         {
                             c.licenses.push(l);
@@ -263,16 +295,26 @@ pub fn from_tag_value(text: &str) -> Result<Sbom, SbomError> {
                             ));
                         }
                     }
-                    "PackageComment" | "AnnotationComment" => apply_annotation(c, &value),
-                    "Relationship" => {
-                        let parts: Vec<&str> = value.split_whitespace().collect();
-                        if let [a, "DEPENDS_ON", b] = parts[..] {
-                            dependencies.push((a.to_owned(), b.to_owned()));
-                        }
-                    }
+                    "PackageComment" => apply_annotation(c, &value),
                     _ => {}
                 }
             }
+        }
+    }
+    // Indexed, so many annotations on a large document stay linear.
+    let mut by_id: HashMap<String, usize> = HashMap::new();
+    for (i, c) in components.iter().enumerate() {
+        if let Some(id) = &c.id {
+            by_id.entry(id.clone()).or_insert(i);
+        }
+    }
+    for a in annotations {
+        let i = match a.target {
+            Some(t) => by_id.get(&t).copied(),
+            None => a.package,
+        };
+        if let (Some(c), Some(comment)) = (i.and_then(|i| components.get_mut(i)), a.comment) {
+            apply_annotation(c, &comment);
         }
     }
     let spec = spec.ok_or_else(|| SbomError::at("document", "SPDXVersion is required"))?;
