@@ -6,18 +6,22 @@
 //! cases that break naive comparison.
 
 mod alpine;
+pub mod cpe;
 pub mod cvss;
 mod dpkg;
 mod kev;
 mod maven;
 mod osv;
+mod packagist;
 mod pep440;
 mod range;
+mod rubygems;
 mod semver;
 mod vex;
 
+pub use cpe::{Cpe, CpePart, CpeValue};
 pub use kev::{Kev, KevEntry};
-pub use osv::{Advisory, AffectedPackage, Finding, Index, OsvPackage, Severity};
+pub use osv::{Advisory, AffectedPackage, Finding, Index, OsvPackage, Severity, zip_records};
 pub use range::{Event, Range, RangeKind, affected};
 pub use vex::{Justification, VexDocument, VexProduct, VexStatement, VexStatus};
 
@@ -38,6 +42,10 @@ pub enum VulnError {
     UnknownEcosystem(String),
     #[error("malformed range: {0}")]
     BadRange(String),
+    #[error("CVSS vector {vector:?} is not valid: {reason}")]
+    BadCvss { vector: String, reason: String },
+    #[error("CPE {cpe:?} is not valid: {reason}")]
+    BadCpe { cpe: String, reason: String },
 }
 
 /// Package ecosystems with a version ordering of their own (OSV names).
@@ -52,6 +60,8 @@ pub enum Ecosystem {
     Debian,
     Ubuntu,
     Alpine,
+    RubyGems,
+    Packagist,
 }
 
 impl Ecosystem {
@@ -67,6 +77,8 @@ impl Ecosystem {
             "Debian" => Ecosystem::Debian,
             "Ubuntu" => Ecosystem::Ubuntu,
             "Alpine" => Ecosystem::Alpine,
+            "RubyGems" => Ecosystem::RubyGems,
+            "Packagist" => Ecosystem::Packagist,
             _ => return Err(VulnError::UnknownEcosystem(name.to_owned())),
         })
     }
@@ -81,6 +93,8 @@ impl Ecosystem {
             "maven" => Ecosystem::Maven,
             "deb" => Ecosystem::Debian,
             "apk" => Ecosystem::Alpine,
+            // `gem` and `composer` purls are not mapped yet: RubyGems and Packagist are ordered
+            // for CPE matching, but their purl-to-OSV name mapping is still to be written.
             _ => return None,
         })
     }
@@ -95,6 +109,8 @@ impl Ecosystem {
             Ecosystem::Debian => "Debian",
             Ecosystem::Ubuntu => "Ubuntu",
             Ecosystem::Alpine => "Alpine",
+            Ecosystem::RubyGems => "RubyGems",
+            Ecosystem::Packagist => "Packagist",
         }
     }
 
@@ -123,6 +139,16 @@ impl Ecosystem {
             Ecosystem::Alpine => {
                 let pa = alpine::Version::parse(a).map_err(|r| bad(a, r))?;
                 let pb = alpine::Version::parse(b).map_err(|r| bad(b, r))?;
+                Ok(pa.cmp(&pb))
+            }
+            Ecosystem::RubyGems => {
+                let pa = rubygems::Version::parse(a).map_err(|r| bad(a, r))?;
+                let pb = rubygems::Version::parse(b).map_err(|r| bad(b, r))?;
+                Ok(pa.cmp(&pb))
+            }
+            Ecosystem::Packagist => {
+                let pa = packagist::Version::parse(a).map_err(|r| bad(a, r))?;
+                let pb = packagist::Version::parse(b).map_err(|r| bad(b, r))?;
                 Ok(pa.cmp(&pb))
             }
         }

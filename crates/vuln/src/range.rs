@@ -25,7 +25,7 @@ pub enum Event {
 }
 
 impl Event {
-    fn version(&self) -> &str {
+    pub(crate) fn version(&self) -> &str {
         match self {
             Event::Introduced(v) | Event::Fixed(v) | Event::LastAffected(v) | Event::Limit(v) => v,
         }

@@ -106,9 +106,14 @@ pub struct VexProduct {
 }
 
 impl VexProduct {
-    /// A stable product identifier: the manufacturer's own purl-like name for the firmware.
+    /// A stable product identifier, as a purl (`pkg:generic/<model>@<version>`) so that it is
+    /// an IRI as OpenVEX requires and tools that key products by purl can match it.
     fn id(&self) -> String {
-        format!("{}@{}", self.model, self.firmware_version)
+        format!(
+            "pkg:generic/{}@{}",
+            enc(&self.model),
+            enc(&self.firmware_version)
+        )
     }
 }
 
@@ -139,6 +144,29 @@ pub struct VexDocument {
     /// number of revisions; CSAF requires the whole history, starting at 1.
     pub revisions: Vec<(OffsetDateTime, String)>,
     pub statements: Vec<VexStatement>,
+}
+
+/// How pressing a status is when one product's components disagree.
+fn urgency(s: &VexStatus) -> u8 {
+    match s {
+        VexStatus::Affected => 4,
+        VexStatus::InTriage => 3,
+        VexStatus::Fixed => 2,
+        VexStatus::NotAffected { .. } | VexStatus::FalsePositive => 1,
+    }
+}
+
+/// Percent-encodes everything but the purl-safe characters.
+fn enc(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
 }
 
 fn ts(t: OffsetDateTime) -> String {
@@ -297,8 +325,17 @@ impl VexDocument {
                 let mut threats = Vec::new();
                 let mut flags = Vec::new();
                 let mut remediations = Vec::new();
+                // CSAF speaks of the firmware, not its components: one status per product, the
+                // most pressing of its components' (a product both affected and not affected
+                // would contradict itself, CSAF test 6.1.6).
+                let mut chosen: BTreeMap<String, &VexStatement> = BTreeMap::new();
                 for s in sts {
                     let pid = s.product.id();
+                    if chosen.get(&pid).is_none_or(|old| urgency(&s.status) > urgency(&old.status)) {
+                        chosen.insert(pid, s);
+                    }
+                }
+                for (pid, s) in chosen {
                     let key = match &s.status {
                         VexStatus::InTriage => "under_investigation",
                         VexStatus::Affected => "known_affected",

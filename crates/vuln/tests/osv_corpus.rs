@@ -1,10 +1,11 @@
-//! Real OSV records (copied from the OSV, GitHub, PyPA, RustSec, Go, Debian, Ubuntu and Alpine
-//! databases; provenance in tests/data/README.md): every version they use must parse and order
-//! under its ecosystem, and their own boundaries must evaluate as the records state.
+//! Real OSV records (copied from the OSV, GitHub, PyPA, RustSec, Go, Debian, Ubuntu, Alpine and
+//! Drupal databases; provenance in tests/data/README.md): every version they use must parse and
+//! order under its ecosystem, their own boundaries must evaluate as the records state, and every
+//! CVSS v3.x/v4.0 vector they carry must score.
 
 use std::path::Path;
 
-use medsec_vuln::{Ecosystem, Event, Range, affected};
+use medsec_vuln::{Advisory, Ecosystem, Event, Range, affected};
 
 #[derive(serde::Deserialize)]
 struct Record {
@@ -98,4 +99,34 @@ fn every_version_in_the_corpus_orders() {
         failures.len(),
         failures.join("\n")
     );
+}
+
+#[test]
+fn every_cvss_vector_in_the_corpus_scores() {
+    let mut v4 = 0;
+    let mut best = std::collections::BTreeMap::new();
+    for (path, _) in records() {
+        let a = Advisory::from_json(&std::fs::read(&path).unwrap()).unwrap();
+        for s in &a.severity {
+            if !s.score.starts_with("CVSS:3") && !s.score.starts_with("CVSS:4") {
+                continue;
+            }
+            let c = medsec_vuln::cvss::parse(&s.score).unwrap_or_else(|e| panic!("{path}: {e}"));
+            assert!(c.base_score.is_some(), "{path}: {}", s.score);
+            v4 += usize::from(c.version == "4.0");
+        }
+        best.insert(a.id.clone(), a.cvss_base());
+    }
+    assert!(v4 >= 4, "only {v4} v4.0 vectors");
+    // Scores cross-checked with Red Hat's `cvss` library (the FIRST calculators' algorithms);
+    // cvss_base is the highest of v3 and v4.
+    for (id, want) in [
+        ("GHSA-qwcr-r2fm-qrc7", Some(8.7)),  // v3.1 7.5, v4.0 8.7
+        ("GHSA-25hc-qcg6-38wj", Some(7.3)),  // v3.1 7.3, v4.0 6.9
+        ("GHSA-3pxv-7cmr-fjr4", Some(6.9)),  // v4.0 only
+        ("RUSTSEC-2026-0009", Some(6.8)),    // v4.0 only
+        ("UBUNTU-CVE-2025-6297", Some(8.2)), // v3.1 8.2 and Ubuntu's "low", not a vector
+    ] {
+        assert_eq!(best[id], want, "{id}");
+    }
 }

@@ -158,7 +158,7 @@ fn csaf_vex_validates() {
     let log4j = vulns.iter().find(|x| x["cve"] == "CVE-2021-44228").unwrap();
     assert_eq!(
         log4j["product_status"]["known_not_affected"][0],
-        "infusion-x2@2.1.0"
+        "pkg:generic/infusion-x2@2.1.0"
     );
     assert!(
         vulns
