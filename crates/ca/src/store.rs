@@ -9,25 +9,7 @@ use crate::model::{
 };
 use crate::profile::Profile;
 
-/// Storage failures, kept coarse: callers decide on the variant, the message carries detail.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum StoreError {
-    /// A uniqueness rule would be broken (duplicate serial, existing name).
-    #[error("already exists: {0}")]
-    Conflict(String),
-    /// A referenced row is missing.
-    #[error("not found: {0}")]
-    NotFound(String),
-    /// The change is refused by a state rule checked inside the transaction.
-    #[error("{0}")]
-    Refused(String),
-    /// Stored data does not parse back into domain types.
-    #[error("corrupt row: {0}")]
-    Corrupt(String),
-    #[error("database: {0}")]
-    Backend(String),
-}
+pub use medsec_core::StoreError;
 
 /// Which certificates to list.
 #[derive(Debug, Clone, Default)]

@@ -32,6 +32,13 @@ pub enum AuditAction {
     CrlGenerated,
     TokenCreated,
     ApiTokenCreated,
+    FirmwareRegistered,
+    SbomImported,
+    AdvisoriesImported,
+    KevImported,
+    FindingsMatched,
+    VexDecided,
+    DeviceFirmwareReported,
 }
 
 impl AuditAction {
@@ -50,6 +57,13 @@ impl AuditAction {
             AuditAction::CrlGenerated => "crl.generated",
             AuditAction::TokenCreated => "token.created",
             AuditAction::ApiTokenCreated => "api-token.created",
+            AuditAction::FirmwareRegistered => "firmware.registered",
+            AuditAction::SbomImported => "sbom.imported",
+            AuditAction::AdvisoriesImported => "advisories.imported",
+            AuditAction::KevImported => "kev.imported",
+            AuditAction::FindingsMatched => "findings.matched",
+            AuditAction::VexDecided => "vex.decided",
+            AuditAction::DeviceFirmwareReported => "device.firmware-reported",
         }
     }
 }

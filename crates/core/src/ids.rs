@@ -120,6 +120,12 @@ token_newtype!(
     Name,
     "name"
 );
+token_newtype!(
+    /// A firmware version of one device model as the manufacturer names it (`2.4.1`,
+    /// `2.5.0-rc.1`). Compared for equality only: release order is the TUF security version's job.
+    FirmwareVersion,
+    "firmware version"
+);
 
 /// One device unit: its model and its serial. Rendered as `urn:medsec:device:<model>:<serial>`,
 /// the URI written into the certificate's subjectAltName.

@@ -11,10 +11,31 @@ mod purl;
 mod revocation;
 
 pub use audit::{AuditAction, AuditEntry, AuditRecord, ChainBreak, ChainVerifier, GENESIS_HASH};
-pub use ids::{Actor, CertSerial, DeviceId, DeviceModel, DeviceSerial, Name};
+pub use ids::{Actor, CertSerial, DeviceId, DeviceModel, DeviceSerial, FirmwareVersion, Name};
 pub use keyalg::KeyAlgorithm;
 pub use purl::Purl;
 pub use revocation::RevocationReason;
+
+/// Storage failures, shared by every storage trait (the CA's, the inventory's, ...): kept coarse,
+/// callers decide on the variant, the message carries detail.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// A uniqueness rule would be broken (duplicate serial, existing name).
+    #[error("already exists: {0}")]
+    Conflict(String),
+    /// A referenced row is missing.
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// The change is refused by a state rule checked inside the transaction.
+    #[error("{0}")]
+    Refused(String),
+    /// Stored data does not parse back into domain types.
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+    #[error("database: {0}")]
+    Backend(String),
+}
 
 /// Errors raised while parsing domain values.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

@@ -66,12 +66,18 @@ pub enum Command {
     Apitoken(ApiTokenCmd),
     /// Run the server: EST, OCSP, CRLs and the mTLS device gateway.
     Serve(ServeArgs),
-    /// SBOM files: check, normalize, compare (offline).
+    /// Firmware versions of device models and their support commitment.
+    #[command(subcommand)]
+    Firmware(FirmwareCmd),
+    /// SBOMs: import per firmware version, export, compare; or check files offline.
     #[command(subcommand)]
     Sbom(SbomCmd),
-    /// Vulnerability matching against offline advisory feeds.
+    /// Vulnerability management: advisory import, matching, findings, triage, affected devices.
     #[command(subcommand)]
     Vuln(VulnCmd),
+    /// VEX documents from the triage decisions held.
+    #[command(subcommand)]
+    Vex(VexCmd),
     /// Benchmarks.
     #[command(subcommand)]
     Bench(BenchCmd),
@@ -86,8 +92,78 @@ pub enum SbomCmd {
         #[arg(long)]
         addendum: Option<PathBuf>,
     },
-    /// Components added, removed and changed between two SBOMs (e.g. two firmware versions).
-    Diff { old: PathBuf, new: PathBuf },
+    /// Components added, removed and changed between two SBOMs: two files, or with --model
+    /// two stored firmware versions.
+    Diff {
+        old: String,
+        new: String,
+        #[arg(long)]
+        model: Option<String>,
+    },
+    /// Store an SBOM for a firmware version (registered if new). A file that does not parse
+    /// stores nothing.
+    Import {
+        #[arg(long)]
+        model: String,
+        #[arg(long)]
+        version: String,
+        file: PathBuf,
+        /// Support-level addendum CSV: component,version,support_level,end_of_support.
+        #[arg(long)]
+        addendum: Option<PathBuf>,
+        /// Replace an SBOM already stored (its findings are recomputed; decisions are kept).
+        #[arg(long)]
+        replace: bool,
+    },
+    /// A stored SBOM as CycloneDX 1.5 JSON, with support level and end-of-support properties.
+    Export {
+        #[arg(long)]
+        model: String,
+        #[arg(long)]
+        version: String,
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum FirmwareCmd {
+    /// Register a firmware version or update its release date and support commitment.
+    Add {
+        #[arg(long)]
+        model: String,
+        #[arg(long)]
+        version: String,
+        /// Release date, YYYY-MM-DD.
+        #[arg(long)]
+        released: Option<String>,
+        /// supported, security-only or unsupported.
+        #[arg(long, default_value = "supported")]
+        support: String,
+        /// End of support, YYYY-MM-DD.
+        #[arg(long)]
+        end_of_support: Option<String>,
+    },
+    List {
+        #[arg(long)]
+        model: Option<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum VexCmd {
+    /// Export the decisions (and untriaged findings as in_triage) for a model, a firmware
+    /// version, or everything.
+    Export {
+        #[arg(long, value_parser = ["cyclonedx", "openvex", "csaf"])]
+        format: String,
+        #[arg(long)]
+        model: Option<String>,
+        #[arg(long)]
+        version: Option<String>,
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -104,6 +180,64 @@ pub enum VulnCmd {
         #[arg(long)]
         kev: Option<PathBuf>,
     },
+    /// Store advisories: OSV JSON files, directories of them or OSV zip dumps, and the CISA
+    /// KEV catalog. Only records newer than those stored (by `modified`) are written.
+    Import {
+        /// OSV JSON file, directory (searched recursively) or .zip dump; repeatable.
+        #[arg(long)]
+        osv: Vec<PathBuf>,
+        #[arg(long)]
+        kev: Option<PathBuf>,
+    },
+    /// Match stored SBOMs against every stored advisory and refresh their findings.
+    Match {
+        #[arg(long)]
+        model: Option<String>,
+        #[arg(long, requires = "model")]
+        version: Option<String>,
+        /// Also match components without a purl by their CPE (lower confidence).
+        #[arg(long)]
+        cpe: bool,
+    },
+    /// Findings with triage state and risk rating.
+    Findings {
+        #[arg(long)]
+        model: Option<String>,
+        #[arg(long, requires = "model")]
+        version: Option<String>,
+        /// Also list findings closed by a decision (not_affected, false_positive, fixed).
+        #[arg(long)]
+        all: bool,
+    },
+    /// Record a triage decision for a vulnerability found in a firmware version.
+    Triage {
+        #[arg(long)]
+        model: String,
+        #[arg(long)]
+        version: String,
+        /// The vulnerability: its CVE or any advisory id or alias.
+        #[arg(long)]
+        vuln: String,
+        /// Only for this component (purl or name@version); default: every component.
+        #[arg(long)]
+        component: Option<String>,
+        /// in_triage, affected, not_affected, fixed or false_positive.
+        #[arg(long)]
+        state: String,
+        /// For not_affected: component_not_present, vulnerable_code_not_present,
+        /// vulnerable_code_not_in_execute_path, vulnerable_code_cannot_be_controlled_by_adversary,
+        /// inline_mitigations_already_exist.
+        #[arg(long)]
+        justification: Option<String>,
+        /// Why: the impact statement or analysis.
+        #[arg(long)]
+        reason: String,
+        /// What users should do (for affected).
+        #[arg(long)]
+        action: Option<String>,
+    },
+    /// Devices in the field whose current firmware carries a vulnerability not closed by triage.
+    Affected { vuln: String },
 }
 
 #[derive(Subcommand, Debug)]
@@ -336,6 +470,15 @@ pub enum DeviceCmd {
     Retire {
         device: String,
     },
+    /// Record the firmware version a device runs.
+    SetFirmware {
+        device: String,
+        version: String,
+    },
+    /// A device's firmware and its open findings.
+    Findings {
+        device: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -397,6 +540,16 @@ pub enum BenchCmd {
         components: usize,
         #[arg(long, default_value_t = 50000)]
         advisories: usize,
+    },
+    /// Advisory import into a fresh store: a first full import, an incremental re-import (all
+    /// unchanged), and building the matching index from what was stored.
+    Import {
+        /// A real OSV dump (zip or directory); default: a synthetic zip of --records records
+        /// shaped like GitHub advisories.
+        #[arg(long)]
+        osv: Option<PathBuf>,
+        #[arg(long, default_value_t = 200000)]
+        records: usize,
     },
     /// EST simpleenroll end to end over TLS on loopback against an in-process server: a new
     /// device key, token and TLS connection per enrollment.

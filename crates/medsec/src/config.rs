@@ -14,6 +14,18 @@ pub struct Config {
     pub keys: KeysConfig,
     #[serde(default)]
     pub server: ServerConfig,
+    #[serde(default)]
+    pub vex: VexConfig,
+}
+
+/// Who VEX and CSAF documents name as their publisher.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct VexConfig {
+    /// Defaults to `[pki] organization`.
+    pub publisher: Option<String>,
+    /// The publisher's namespace URI (CSAF `publisher.namespace`), e.g. https://psirt.example.com.
+    pub namespace: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -3,6 +3,7 @@
 mod bench;
 mod cli;
 mod config;
+mod inventory;
 mod keys;
 mod serve;
 mod vuln;
@@ -60,6 +61,7 @@ fn main() -> ExitCode {
 
 pub struct App {
     pub ca: Ca<SqliteStore>,
+    pub inv: medsec_inventory::Inventory,
     pub store: SqliteStore,
     pub keys: Arc<Keys>,
     pub actor: Actor,
@@ -102,6 +104,7 @@ pub async fn open_app(
     let ca = Ca::new(store.clone(), keys.clone());
     Ok(App {
         ca,
+        inv: medsec_inventory::Inventory::new(Arc::new(store.clone())),
         store,
         keys,
         actor,
@@ -114,12 +117,15 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     if let Command::Bench(b) = &cli.command {
         return bench::run(b).await.map(|_| ExitCode::SUCCESS);
     }
-    // Offline scans need no data directory.
-    if let Command::Vuln(v) = &cli.command {
-        return vuln::run(v, cli.json).map(|_| ExitCode::SUCCESS);
-    }
-    if let Command::Sbom(s) = &cli.command {
-        return vuln::run_sbom(s, cli.json).map(|_| ExitCode::SUCCESS);
+    // Offline scans and file checks need no data directory.
+    match &cli.command {
+        Command::Vuln(v @ VulnCmd::Scan { .. }) => {
+            return vuln::run(v, cli.json).map(|_| ExitCode::SUCCESS);
+        }
+        Command::Sbom(s @ (SbomCmd::Show { .. } | SbomCmd::Diff { model: None, .. })) => {
+            return vuln::run_sbom(s, cli.json).map(|_| ExitCode::SUCCESS);
+        }
+        _ => {}
     }
     let app = open_app(
         &cli.data_dir,
@@ -138,6 +144,10 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Crl(c) => crl_cmd(&app, c).await,
         Command::Ocsp(c) => ocsp_cmd(&app, c).await,
         Command::Audit(c) => audit_cmd(&app, c).await,
+        Command::Firmware(c) => inventory::firmware_cmd(&app, c).await,
+        Command::Sbom(c) => inventory::sbom_cmd(&app, c).await,
+        Command::Vuln(c) => inventory::vuln_cmd(&app, c).await,
+        Command::Vex(c) => inventory::vex_cmd(&app, c).await,
         Command::Token(c) => token_cmd(&app, c).await,
         Command::Apitoken(ApiTokenCmd::Create {
             name,
@@ -166,15 +176,11 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Serve(a) => serve::run(app, &a).await.map(|_| ExitCode::SUCCESS),
-        Command::Bench(_) | Command::Vuln(_) | Command::Sbom(_) => unreachable_bench(),
+        Command::Bench(_) => bail!("bench is handled before the data directory is opened"),
     }
 }
 
-fn unreachable_bench() -> Result<ExitCode> {
-    bail!("bench and vuln are handled before the data directory is opened")
-}
-
-fn out(app: &App, value: serde_json::Value, human: impl FnOnce() -> String) {
+pub(crate) fn out(app: &App, value: serde_json::Value, human: impl FnOnce() -> String) {
     if app.json {
         println!(
             "{}",
@@ -683,6 +689,23 @@ async fn device_cmd(app: &App, c: DeviceCmd) -> Result<ExitCode> {
             out(app, v.clone(), || {
                 serde_json::to_string_pretty(&v).unwrap_or_default()
             });
+        }
+        DeviceCmd::SetFirmware { device, version } => {
+            let id = parse_device(&device)?;
+            let v = medsec_core::FirmwareVersion::parse(&version)?;
+            app.inv.set_device_firmware(&app.actor, &id, &v).await?;
+            out(app, json!({"device": id.urn(), "firmware": v}), || {
+                format!("{id} runs firmware {v}")
+            });
+        }
+        DeviceCmd::Findings { device } => {
+            let id = parse_device(&device)?;
+            let (fw, open) = app.inv.device_findings(&id).await?;
+            out(
+                app,
+                json!({"device": id.urn(), "firmware": fw, "open_findings": open}),
+                || inventory::findings_table(&open),
+            );
         }
         DeviceCmd::Retire { device } => {
             let id = parse_device(&device)?;

@@ -100,6 +100,7 @@ pub async fn run(app: App, args: &ServeArgs) -> Result<()> {
     let tls_key = cfg.tls_key.clone();
     let names = cfg.names.clone();
     let auth: Arc<dyn medsec_auth::AuthStore> = Arc::new(app.store.clone());
+    let (publisher, namespace) = crate::inventory::publisher(&app.cfg);
     let idevid_cas = match &cfg.idevid_ca {
         Some(p) => {
             let pem = std::fs::read(p)
@@ -119,6 +120,7 @@ pub async fn run(app: App, args: &ServeArgs) -> Result<()> {
     };
     let state = Arc::new(
         AppState::new(app.ca, default_profile, auth)
+            .with_inventory(Arc::new(app.inv), publisher, namespace)
             .with_idevid_cas(idevid_cas)
             .with_ocsp_cache_ttl(std::time::Duration::from_secs(cfg.ocsp_cache_secs))
             .with_rate_limit(cfg.est_rate_per_sec, cfg.est_rate_burst),

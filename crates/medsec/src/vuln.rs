@@ -11,7 +11,7 @@ use crate::cli::{SbomCmd, VulnCmd};
 /// Largest advisory file or dump read (a full OSV ecosystem dump is a few hundred MiB).
 const MAX_FEED: u64 = 1024 * 1024 * 1024;
 
-fn read_bounded(p: &Path, max: u64) -> Result<Vec<u8>> {
+pub(crate) fn read_bounded(p: &Path, max: u64) -> Result<Vec<u8>> {
     let len = std::fs::metadata(p)
         .with_context(|| format!("reading {}", p.display()))?
         .len();
@@ -21,7 +21,9 @@ fn read_bounded(p: &Path, max: u64) -> Result<Vec<u8>> {
     std::fs::read(p).with_context(|| format!("reading {}", p.display()))
 }
 
-fn load(path: &Path, out: &mut Vec<Advisory>) -> Result<()> {
+/// Advisory inputs as (origin, bytes): JSON files and zip dumps, directories searched
+/// recursively in name order.
+pub(crate) fn collect_docs(path: &Path, out: &mut Vec<(String, Vec<u8>)>) -> Result<()> {
     let meta = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
     if meta.is_dir() {
         let mut entries: Vec<_> = std::fs::read_dir(path)?.collect::<std::io::Result<_>>()?;
@@ -29,29 +31,34 @@ fn load(path: &Path, out: &mut Vec<Advisory>) -> Result<()> {
         for e in entries {
             let p = e.path();
             if p.is_dir() || p.extension().is_some_and(|x| x == "json" || x == "zip") {
-                load(&p, out)?;
+                collect_docs(&p, out)?;
             }
         }
         return Ok(());
     }
-    let bytes = read_bounded(path, MAX_FEED)?;
-    if path.extension().is_some_and(|x| x == "zip") {
-        out.extend(
-            Advisory::from_zip(&bytes).with_context(|| format!("importing {}", path.display()))?,
-        );
-    } else {
-        out.push(
-            Advisory::from_json(&bytes).with_context(|| format!("importing {}", path.display()))?,
-        );
+    out.push((path.display().to_string(), read_bounded(path, MAX_FEED)?));
+    Ok(())
+}
+
+fn load(path: &Path, out: &mut Vec<Advisory>) -> Result<()> {
+    let mut docs = Vec::new();
+    collect_docs(path, &mut docs)?;
+    for (origin, bytes) in docs {
+        if bytes.starts_with(b"PK\x03\x04") {
+            out.extend(Advisory::from_zip(&bytes).with_context(|| format!("importing {origin}"))?);
+        } else {
+            out.push(Advisory::from_json(&bytes).with_context(|| format!("importing {origin}"))?);
+        }
     }
     Ok(())
 }
 
-fn read_sbom(p: &Path) -> Result<medsec_sbom::Sbom> {
+pub(crate) fn read_sbom(p: &Path) -> Result<medsec_sbom::Sbom> {
     let bytes = read_bounded(p, medsec_sbom::MAX_BYTES as u64)?;
     medsec_sbom::parse(&bytes).with_context(|| format!("SBOM {}", p.display()))
 }
 
+/// The offline SBOM commands (files only, no data directory).
 pub fn run_sbom(cmd: &SbomCmd, as_json: bool) -> Result<()> {
     match cmd {
         SbomCmd::Show { file, addendum } => {
@@ -86,33 +93,42 @@ pub fn run_sbom(cmd: &SbomCmd, as_json: bool) -> Result<()> {
                 );
             }
         }
-        SbomCmd::Diff { old, new } => {
-            let d = medsec_sbom::diff(&read_sbom(old)?, &read_sbom(new)?);
-            if as_json {
-                println!("{}", serde_json::to_string_pretty(&d)?);
-            } else {
-                for c in &d.added {
-                    println!("+ {} {}", c.component, c.to.as_deref().unwrap_or(""));
-                }
-                for c in &d.removed {
-                    println!("- {} {}", c.component, c.from.as_deref().unwrap_or(""));
-                }
-                for c in &d.changed {
-                    println!(
-                        "~ {} {} -> {}",
-                        c.component,
-                        c.from.as_deref().unwrap_or(""),
-                        c.to.as_deref().unwrap_or("")
-                    );
-                }
-            }
+        SbomCmd::Diff { old, new, .. } => {
+            let d = medsec_sbom::diff(&read_sbom(Path::new(old))?, &read_sbom(Path::new(new))?);
+            print_diff(&d, as_json)?;
+        }
+        _ => bail!("this sbom command needs the data directory"),
+    }
+    Ok(())
+}
+
+pub(crate) fn print_diff(d: &medsec_sbom::Diff, as_json: bool) -> Result<()> {
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(d)?);
+    } else {
+        for c in &d.added {
+            println!("+ {} {}", c.component, c.to.as_deref().unwrap_or(""));
+        }
+        for c in &d.removed {
+            println!("- {} {}", c.component, c.from.as_deref().unwrap_or(""));
+        }
+        for c in &d.changed {
+            println!(
+                "~ {} {} -> {}",
+                c.component,
+                c.from.as_deref().unwrap_or(""),
+                c.to.as_deref().unwrap_or("")
+            );
         }
     }
     Ok(())
 }
 
+/// `medsec vuln scan`: offline, nothing stored.
 pub fn run(cmd: &VulnCmd, as_json: bool) -> Result<()> {
-    let VulnCmd::Scan { sbom, osv, kev } = cmd;
+    let VulnCmd::Scan { sbom, osv, kev } = cmd else {
+        bail!("this vuln command needs the data directory");
+    };
     let sbom_bytes = read_bounded(sbom, medsec_sbom::MAX_BYTES as u64)?;
     let parsed =
         medsec_sbom::parse(&sbom_bytes).with_context(|| format!("SBOM {}", sbom.display()))?;

@@ -1176,3 +1176,181 @@ fn danger_no_bootstrap_profile_is_the_only_open_door() {
     contains(&body, "serialNumber");
     drop(srv);
 }
+
+#[test]
+fn vulnerability_api_and_device_firmware_report() {
+    let env = Env::new();
+    let srv = start(&env);
+    let api = |p: &str| format!("https://{}/api/v1/{p}", srv.https);
+    let tok = |role: &str| {
+        env.json(&[
+            "apitoken",
+            "create",
+            "--name",
+            &format!("v-{role}"),
+            "--role",
+            role,
+        ])["token"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let (operator, auditor) = (tok("operator"), tok("auditor"));
+    let op = format!("Authorization: Bearer {operator}");
+    let au = format!("Authorization: Bearer {auditor}");
+    let data = |p: &str| {
+        format!(
+            "@{}",
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("..")
+                .join(p)
+                .display()
+        )
+    };
+    let ca = ["--cacert", "root.pem"];
+    let call = |extra: &[&str]| {
+        let mut a: Vec<&str> = ca.to_vec();
+        a.extend_from_slice(extra);
+        curl(&env, &a)
+    };
+
+    // A device enrolls, then the SBOM of the firmware it runs is stored.
+    let t = token(&env, "VM-1");
+    let csr = b64_csr(&env, "vm", "p256", "/CN=VM-1");
+    let (body, _) = est_enroll(
+        &env,
+        &format!("https://{}/.well-known/est/simpleenroll", srv.https),
+        "VM-1",
+        &t,
+        &csr,
+    );
+    p7_to_pem(&env, &body, "vm.pem");
+    let juice = data("sbom/tests/data/cyclonedx/cdx-1.6-juice-shop-14.1.1-npm.json");
+    let sbom_url = api("firmware/demo-device/1.0/sbom");
+    let (body, code) = call(&["-X", "PUT", "-H", &op, "--data-binary", &juice, &sbom_url]);
+    assert_eq!(code, "201", "{body}");
+    let (body, code) = call(&["-X", "PUT", "-H", &op, "--data-binary", &juice, &sbom_url]);
+    assert_eq!(code, "409", "{body}");
+    // A malformed SBOM: 400 problem+json naming the place, nothing stored.
+    let (body, code) = call(&[
+        "-X",
+        "PUT",
+        "-H",
+        &op,
+        "--data-binary",
+        r#"{"bomFormat":"CycloneDX","specVersion":"1.5","components":[{"type":"library","name":"x","purl":"not a purl"}]}"#,
+        &api("firmware/demo-device/2.0/sbom"),
+    ]);
+    assert_eq!(code, "400", "{body}");
+    contains(&body, "components[0].purl");
+    let (body, _) = call(&["-H", &au, &api("firmware?model=demo-device")]);
+    let fws: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(fws.as_array().unwrap().len(), 1, "{fws}");
+    // Auditors read, they do not import.
+    let dump = data("vuln/tests/data/osv-npm-all.zip");
+    let (_, code) = call(&[
+        "-X",
+        "POST",
+        "-H",
+        &au,
+        "--data-binary",
+        &dump,
+        &api("advisories/osv"),
+    ]);
+    assert_eq!(code, "403");
+    let (body, code) = call(&[
+        "-X",
+        "POST",
+        "-H",
+        &op,
+        "--data-binary",
+        &dump,
+        &api("advisories/osv"),
+    ]);
+    assert_eq!(code, "200", "{body}");
+    let (body, code) = call(&[
+        "-X",
+        "POST",
+        "-H",
+        &op,
+        "-H",
+        "Content-Type: application/json",
+        "--data",
+        "{}",
+        &api("match"),
+    ]);
+    assert_eq!(code, "200", "{body}");
+
+    // The device reports its firmware over mTLS; an unknown version is refused.
+    let fw_url = format!("https://{}/device/v1/firmware", srv.device);
+    let dev = [
+        "--cert",
+        "vm.pem",
+        "--key",
+        "vm.key",
+        "-X",
+        "PUT",
+        "-H",
+        "Content-Type: application/json",
+    ];
+    let mut a: Vec<&str> = dev.to_vec();
+    a.extend(["--data", r#"{"version":"9.9"}"#, &fw_url]);
+    let (body, code) = call(&a);
+    assert_eq!(code, "404", "{body}");
+    let mut a: Vec<&str> = dev.to_vec();
+    a.extend(["--data", r#"{"version":"1.0"}"#, &fw_url]);
+    let (body, code) = call(&a);
+    assert_eq!(code, "200", "{body}");
+    contains(&body, "urn:medsec:device:demo-device:VM-1");
+
+    let affected = api("vulnerabilities/CVE-2024-4068/affected-devices");
+    let (body, code) = call(&["-H", &au, &affected]);
+    assert_eq!(code, "200", "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["count"], 1, "{v}");
+
+    let triage = r#"{"model":"demo-device","version":"1.0","vulnerability":"CVE-2024-4068","state":"not_affected","justification":"vulnerable_code_not_in_execute_path","detail":"build-time only"}"#;
+    let tj = [
+        "-X",
+        "POST",
+        "-H",
+        "Content-Type: application/json",
+        "--data",
+        triage,
+    ];
+    let tr = api("findings/triage");
+    let mut a: Vec<&str> = vec!["-H", &au];
+    a.extend(tj);
+    a.push(&tr);
+    let (_, code) = call(&a);
+    assert_eq!(code, "403");
+    let mut a: Vec<&str> = vec!["-H", &op];
+    a.extend(tj);
+    a.push(&tr);
+    let (body, code) = call(&a);
+    assert_eq!(code, "201", "{body}");
+    let (body, _) = call(&["-H", &au, &affected]);
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["count"], 0, "{v}");
+
+    let (body, code) = call(&[
+        "-H",
+        &au,
+        &api("vex?format=csaf&model=demo-device&version=1.0"),
+    ]);
+    assert_eq!(code, "200", "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["document"]["csaf_version"], "2.0");
+    let (body, code) = call(&["-H", &au, &api("vex?format=nope")]);
+    assert_eq!(code, "400", "{body}");
+    let (body, code) = call(&["-H", &au, &sbom_url]);
+    assert_eq!(code, "200");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["specVersion"], "1.5");
+    let (body, code) = call(&[
+        "-H",
+        &au,
+        &api("devices/urn:medsec:device:demo-device:VM-1/findings"),
+    ]);
+    assert_eq!(code, "200", "{body}");
+}

@@ -70,7 +70,7 @@ impl From<AuthError> for Problem {
 }
 
 /// Authenticates the caller and checks that its role is at least `need`.
-async fn caller<S: CaStore>(
+pub(crate) async fn caller<S: CaStore>(
     st: &AppState<S>,
     headers: &HeaderMap,
     need: Role,

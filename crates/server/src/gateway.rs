@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use axum::extract::{Extension, State};
-use axum::routing::get;
+use axum::routing::{get, put};
 use axum::{Json, Router};
 use medsec_ca::{CaStore, CertRecord};
 use serde_json::json;
@@ -15,6 +15,8 @@ use crate::state::AppState;
 pub fn router<S: CaStore + 'static>(state: Arc<AppState<S>>) -> Router {
     Router::new()
         .route("/device/v1/whoami", get(whoami::<S>))
+        .route("/device/v1/firmware", put(report_firmware::<S>))
+        .layer(axum::extract::DefaultBodyLimit::max(16 * 1024))
         .with_state(state)
 }
 
@@ -40,4 +42,20 @@ async fn whoami<S: CaStore>(
         "profile": c.profile,
         "not_after": c.not_after.unix_timestamp(),
     })))
+}
+
+/// The device reports the firmware it runs; only its own record can change.
+async fn report_firmware<S: CaStore>(
+    State(st): State<Arc<AppState<S>>>,
+    Extension(peer): Extension<PeerCerts>,
+    body: Result<
+        Json<crate::inventory_api::FirmwareReport>,
+        axum::extract::rejection::JsonRejection,
+    >,
+) -> Result<Json<serde_json::Value>, Problem> {
+    let c = device(&st, &peer).await?;
+    let Json(b) = body.map_err(|e| Problem::bad_request(e.body_text()))?;
+    Ok(Json(
+        crate::inventory_api::report_firmware(&st, &c.device, &b).await?,
+    ))
 }

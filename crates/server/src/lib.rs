@@ -9,6 +9,7 @@ mod accept;
 mod api;
 mod est;
 mod gateway;
+mod inventory_api;
 mod limit;
 mod openapi;
 mod pki;

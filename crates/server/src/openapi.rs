@@ -26,10 +26,10 @@ fn param(name: &str, place: &str, ty: &str) -> Value {
 }
 
 pub fn document() -> Value {
-    json!({
+    let mut d = json!({
         "openapi": "3.1.0",
         "info": {"title": "medsec admin API", "version": env!("CARGO_PKG_VERSION"),
-                 "description": "Device PKI administration. Errors are RFC 9457 problem+json."},
+                 "description": "Device PKI administration and vulnerability management. Errors are RFC 9457 problem+json."},
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "description": "API token `mst_<id>_<secret>` created with `medsec apitoken create`"}},
             "responses": {"Problem": {"description": "error", "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}}},
@@ -68,7 +68,72 @@ pub fn document() -> Value {
             "/api/v1/certificates/{serial}/revoke": {"parameters": [param("serial", "path", "string")], "post": op("Revoke a certificate", "operator", Some("RevokeRequest"), "200")},
             "/api/v1/enrollment-tokens": {"post": op("Create a one-time EST enrollment token for a device", "operator", Some("TokenRequest"), "201")}
         }
-    })
+    });
+    inventory(&mut d);
+    d
+}
+
+/// The vulnerability-management part: firmware, SBOMs, advisories, findings, triage, VEX.
+fn inventory(d: &mut Value) {
+    let schemas = json!({
+        "FirmwareRequest": {"type": "object", "properties": {
+            "released_on": {"type": "string", "format": "date"},
+            "support_level": {"enum": ["supported", "security-only", "unsupported"]},
+            "end_of_support": {"type": "string", "format": "date"}}},
+        "MatchRequest": {"type": "object", "properties": {"model": {"type": "string"}, "version": {"type": "string"},
+            "cpe": {"type": "boolean", "description": "also match components without purl by CPE (low confidence)"}}},
+        "TriageRequest": {"type": "object", "required": ["model", "version", "vulnerability", "state", "detail"],
+            "properties": {"model": {"type": "string"}, "version": {"type": "string"},
+                "vulnerability": {"type": "string", "description": "CVE, GHSA or any advisory id or alias"},
+                "component": {"type": "string", "description": "purl or name@version; default every component"},
+                "state": {"enum": ["in_triage", "affected", "not_affected", "fixed", "false_positive"]},
+                "justification": {"enum": ["component_not_present", "vulnerable_code_not_present", "vulnerable_code_not_in_execute_path",
+                    "vulnerable_code_cannot_be_controlled_by_adversary", "inline_mitigations_already_exist"]},
+                "detail": {"type": "string"}, "action": {"type": "string"}}},
+        "DeviceFirmware": {"type": "object", "required": ["version"], "properties": {"version": {"type": "string"}}}
+    });
+    let raw = |summary: &str, role: &str, ct: &str| {
+        let mut o = op(summary, role, None, "200");
+        o["requestBody"] = json!({"required": true, "content": {ct: {"schema": {"type": "string", "format": "binary"}}}});
+        o
+    };
+    let mv = [
+        param("model", "path", "string"),
+        param("version", "path", "string"),
+    ];
+    let paths = json!({
+        "/api/v1/firmware": {"get": op("List firmware versions (query: model)", "auditor", None, "200")},
+        "/api/v1/firmware/{model}/{version}": {"parameters": mv,
+            "put": op("Register a firmware version or update its support commitment", "operator", Some("FirmwareRequest"), "200")},
+        "/api/v1/firmware/{model}/{version}/sbom": {"parameters": [param("model", "path", "string"), param("version", "path", "string"), param("replace", "query", "boolean")],
+            "put": raw("Store the firmware's SBOM (CycloneDX 1.4-1.6 JSON/XML, SPDX 2.3 JSON/tag-value)", "operator", "application/octet-stream"),
+            "get": op("The stored SBOM as CycloneDX 1.5 JSON", "auditor", None, "200")},
+        "/api/v1/firmware/{model}/diff/{old}/{new}": {"parameters": [param("model", "path", "string"), param("old", "path", "string"), param("new", "path", "string")],
+            "get": op("Components added, removed and changed between two firmware versions", "auditor", None, "200")},
+        "/api/v1/advisories/osv": {"post": raw("Import OSV advisories: one JSON record or an OSV zip dump (incremental by `modified`)", "operator", "application/octet-stream")},
+        "/api/v1/advisories/kev": {"post": raw("Import the CISA KEV catalog JSON", "operator", "application/json")},
+        "/api/v1/match": {"post": op("Match stored SBOMs against stored advisories", "operator", Some("MatchRequest"), "200")},
+        "/api/v1/findings": {"get": {"parameters": [param("model", "query", "string"), param("version", "query", "string"), param("all", "query", "boolean")],
+            "summary": "Findings with triage state and exploitability x severity rating", "description": "Requires role `auditor` or higher.",
+            "security": [{"bearer": []}], "responses": {"200": {"description": "success"}, "401": {"$ref": "#/components/responses/Problem"}}}},
+        "/api/v1/findings/triage": {"post": op("Record a VEX triage decision", "operator", Some("TriageRequest"), "201")},
+        "/api/v1/vulnerabilities/{id}/affected-devices": {"parameters": [param("id", "path", "string")],
+            "get": op("Devices in the field whose firmware carries the vulnerability, not closed by triage", "auditor", None, "200")},
+        "/api/v1/devices/{urn}/findings": {"parameters": [param("urn", "path", "string")], "get": op("A device's firmware and open findings", "auditor", None, "200")},
+        "/api/v1/devices/{urn}/firmware": {"parameters": [param("urn", "path", "string")], "put": op("Set the firmware a device runs", "operator", Some("DeviceFirmware"), "200")},
+        "/api/v1/vex": {"get": {"parameters": [param("format", "query", "string"), param("model", "query", "string"), param("version", "query", "string")],
+            "summary": "VEX document: openvex (default), cyclonedx or csaf", "description": "Requires role `auditor` or higher.",
+            "security": [{"bearer": []}], "responses": {"200": {"description": "success"}, "400": {"$ref": "#/components/responses/Problem"}}}}
+    });
+    if let (Some(s), Some(add)) = (
+        d["components"]["schemas"].as_object_mut(),
+        schemas.as_object(),
+    ) {
+        s.extend(add.clone());
+    }
+    if let (Some(p), Some(add)) = (d["paths"].as_object_mut(), paths.as_object()) {
+        p.extend(add.clone());
+    }
 }
 
 #[cfg(test)]
@@ -82,6 +147,10 @@ mod tests {
             "/api/v1/certificates/{serial}/revoke",
             "/api/v1/enrollment-tokens",
             "/api/v1/devices/{urn}/retire",
+            "/api/v1/firmware/{model}/{version}/sbom",
+            "/api/v1/findings/triage",
+            "/api/v1/vulnerabilities/{id}/affected-devices",
+            "/api/v1/vex",
         ] {
             assert!(paths.contains_key(p), "{p}");
         }

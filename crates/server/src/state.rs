@@ -24,6 +24,12 @@ pub struct AppState<S> {
     pub(crate) limiter: crate::limit::RateLimiter,
     /// Manufacturing CAs (DER) whose device certificates (IDevIDs) may bootstrap enrollment.
     pub idevid_cas: Vec<Vec<u8>>,
+    /// Vulnerability management; its API answers 503 when absent.
+    pub inventory: Option<Arc<medsec_inventory::Inventory>>,
+    /// The manufacturer named in exported SBOMs and as VEX publisher.
+    pub manufacturer: String,
+    /// The VEX / CSAF publisher namespace URI.
+    pub vex_namespace: String,
 }
 
 impl<S: CaStore> AppState<S> {
@@ -42,7 +48,24 @@ impl<S: CaStore> AppState<S> {
             token_cache: Mutex::new(HashMap::new()),
             limiter: crate::limit::RateLimiter::default(),
             idevid_cas: Vec::new(),
+            inventory: None,
+            manufacturer: "medsec".into(),
+            vex_namespace: "urn:medsec:publisher:medsec".into(),
         }
+    }
+
+    /// Serves vulnerability management, naming `manufacturer` (under `namespace`) as the
+    /// publisher of exported SBOMs and VEX documents.
+    pub fn with_inventory(
+        mut self,
+        inventory: Arc<medsec_inventory::Inventory>,
+        manufacturer: String,
+        namespace: String,
+    ) -> Self {
+        self.inventory = Some(inventory);
+        self.manufacturer = manufacturer;
+        self.vex_namespace = namespace;
+        self
     }
 
     /// Enrollment requests per second and burst allowed per client address.

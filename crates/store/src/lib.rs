@@ -6,6 +6,7 @@
 
 mod migrate;
 mod sqlite;
+mod sqlite_inventory;
 
 use async_trait::async_trait;
 pub use medsec_ca::StoreError;

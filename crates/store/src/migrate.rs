@@ -27,6 +27,11 @@ pub(crate) const SQLITE: &[Migration] = &[
         name: "api_tokens",
         sql: include_str!("../migrations/sqlite/0003_api_tokens.sql"),
     },
+    Migration {
+        version: 4,
+        name: "inventory",
+        sql: include_str!("../migrations/sqlite/0004_inventory.sql"),
+    },
 ];
 
 fn be(e: sqlx::Error) -> StoreError {

@@ -38,7 +38,7 @@ pub enum Synchronous {
     DangerNormal,
 }
 
-fn be(e: sqlx::Error) -> StoreError {
+pub(crate) fn be(e: sqlx::Error) -> StoreError {
     if let Some(db) = e.as_database_error() {
         if db.is_unique_violation() {
             return StoreError::Conflict(format!("unique constraint: {}", db.message()));
@@ -50,15 +50,15 @@ fn be(e: sqlx::Error) -> StoreError {
     StoreError::Backend(e.to_string())
 }
 
-fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
+pub(crate) fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(format!("{what}: {e}"))
 }
 
-fn ts(t: OffsetDateTime) -> i64 {
+pub(crate) fn ts(t: OffsetDateTime) -> i64 {
     t.unix_timestamp()
 }
 
-fn from_ts(v: i64) -> Result<OffsetDateTime, StoreError> {
+pub(crate) fn from_ts(v: i64) -> Result<OffsetDateTime, StoreError> {
     OffsetDateTime::from_unix_timestamp(v).map_err(|e| corrupt("timestamp", e))
 }
 
@@ -115,7 +115,9 @@ impl SqliteStore {
         &self.pool
     }
 
-    async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {
+    pub(crate) async fn begin(
+        &self,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {
         self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(be)
     }
 }
@@ -411,7 +413,10 @@ impl Chain {
 }
 
 /// Appends one audit entry inside the caller's transaction.
-async fn append_audit(conn: &mut SqliteConnection, rec: &AuditRecord) -> Result<(), StoreError> {
+pub(crate) async fn append_audit(
+    conn: &mut SqliteConnection,
+    rec: &AuditRecord,
+) -> Result<(), StoreError> {
     let mut chain = Chain::read(conn).await?;
     chain.append(conn, rec).await?;
     chain.save(conn).await
