@@ -28,11 +28,12 @@ pub enum InventoryError {
     Store(#[from] StoreError),
     #[error("SBOM refused: {0}")]
     Sbom(#[from] medsec_sbom::SbomError),
-    #[error("advisory {id}: {source}")]
+    /// The reason is part of the message (not a `source`), so that the HTTP problem detail
+    /// carries it and error chains do not print it twice.
+    #[error("advisory {id}: {reason}")]
     Advisory {
         id: String,
-        #[source]
-        source: medsec_vuln::VulnError,
+        reason: medsec_vuln::VulnError,
     },
     #[error("{0}")]
     Vuln(#[from] medsec_vuln::VulnError),

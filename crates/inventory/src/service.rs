@@ -86,7 +86,7 @@ fn match_cpe(
 fn parse_modified(a: &Advisory) -> Result<OffsetDateTime, InventoryError> {
     OffsetDateTime::parse(&a.modified, &Rfc3339).map_err(|e| InventoryError::Advisory {
         id: a.id.clone(),
-        source: medsec_vuln::VulnError::BadRange(format!(
+        reason: medsec_vuln::VulnError::BadFeed(format!(
             "`modified` {:?} is not an RFC 3339 timestamp: {e}",
             a.modified
         )),
@@ -233,7 +233,7 @@ impl Inventory {
         let mut take = |raw: Vec<u8>, origin: &str| -> Result<(), InventoryError> {
             let a = Advisory::from_json(&raw).map_err(|e| InventoryError::Advisory {
                 id: origin.to_owned(),
-                source: e,
+                reason: e,
             })?;
             if a.id.is_empty() {
                 return Err(InventoryError::invalid(
@@ -262,7 +262,7 @@ impl Inventory {
                 for (name, raw) in
                     medsec_vuln::zip_records(&bytes).map_err(|e| InventoryError::Advisory {
                         id: origin.clone(),
-                        source: e,
+                        reason: e,
                     })?
                 {
                     take(raw, &format!("{origin}:{name}"))?;

@@ -37,6 +37,11 @@ pub async fn run(cmd: &BenchCmd) -> Result<()> {
             advisories,
         } => matching(*sboms, *components, *advisories),
         BenchCmd::Import { osv, records } => import(osv.as_deref(), *records).await,
+        BenchCmd::Rematch {
+            sboms,
+            components,
+            advisories,
+        } => rematch(*sboms, *components, *advisories).await,
     }
 }
 
@@ -83,6 +88,76 @@ fn synthetic_dump(n: usize) -> Result<Vec<u8>> {
         z.write_all(rec.to_string().as_bytes())?;
     }
     Ok(z.finish()?.into_inner())
+}
+
+async fn rematch(sboms: usize, components: usize, advisories: usize) -> Result<()> {
+    let (records, boms) = synthetic(sboms, components, advisories)?;
+    let tmp = tempfile::tempdir()?;
+    let dir = tmp.path().join("data");
+    std::fs::create_dir_all(&dir)?;
+    let pass = tmp.path().join("passphrase");
+    std::fs::write(&pass, "benchmark passphrase, not a secret")?;
+    let app = crate::open_app(
+        &dir,
+        None,
+        Some(pass),
+        Some("bench"),
+        false,
+        Synchronous::Full,
+    )
+    .await?;
+    eprintln!("storing {advisories} advisories and {sboms} SBOMs (not timed)...");
+    let docs = records
+        .iter()
+        .map(|r| ("synthetic".to_owned(), r.to_string().into_bytes()))
+        .collect();
+    app.inv.import_osv(&app.actor, docs, &|_, _| {}).await?;
+    let model = medsec_core::DeviceModel::parse("bench-pump")?;
+    for (i, bom) in boms.iter().enumerate() {
+        let comps: Vec<serde_json::Value> = bom
+            .iter()
+            .map(|p| serde_json::json!({"type": "library", "name": p.name, "version": p.version, "purl": p.to_string()}))
+            .collect();
+        let doc = serde_json::json!({"bomFormat": "CycloneDX", "specVersion": "1.5", "components": comps});
+        let v = medsec_core::FirmwareVersion::parse(&format!("1.0.{i}"))?;
+        app.inv
+            .import_sbom(
+                &app.actor,
+                &model,
+                &v,
+                doc.to_string().as_bytes(),
+                None,
+                false,
+            )
+            .await?;
+    }
+    let t0 = Instant::now();
+    let st = app
+        .inv
+        .rematch(
+            &app.actor,
+            &medsec_inventory::VexScope::default(),
+            false,
+            &|_, _| {},
+        )
+        .await?;
+    let t = t0.elapsed();
+    println!("| metric | value |");
+    println!("|---|---|");
+    println!(
+        "| stored firmware versions x components | {} x {components} = {} |",
+        st.firmware_versions, st.components
+    );
+    println!("| stored advisories | {advisories} |");
+    println!(
+        "| `vuln match` (index once, read SBOMs, write findings) | {:.2} s |",
+        t.as_secs_f64()
+    );
+    println!("| findings written | {} |", st.findings);
+    if let Some(kib) = peak_rss_kib() {
+        println!("| peak RSS | {:.1} MiB |", kib as f64 / 1024.0);
+    }
+    Ok(())
 }
 
 async fn import(osv: Option<&std::path::Path>, records: usize) -> Result<()> {
@@ -401,9 +476,12 @@ impl Rng {
     }
 }
 
-fn matching(sboms: usize, components: usize, advisories: usize) -> Result<()> {
+/// A synthetic feed of `advisories` OSV records over five ecosystems and `sboms` purl lists that
+/// hit it, deterministic so runs compare.
+type Synthetic = (Vec<serde_json::Value>, Vec<Vec<medsec_core::Purl>>);
+
+fn synthetic(sboms: usize, components: usize, advisories: usize) -> Result<Synthetic> {
     use medsec_core::Purl;
-    use medsec_vuln::{Advisory, Index};
     let ecos = [
         ("npm", "npm"),
         ("pypi", "PyPI"),
@@ -423,8 +501,7 @@ fn matching(sboms: usize, components: usize, advisories: usize) -> Result<()> {
         _ => n.to_owned(),
     };
     let mut rng = Rng(0x9e3779b97f4a7c15);
-    eprintln!("building {advisories} advisories over {packages} packages...");
-    let t0 = Instant::now();
+    eprintln!("generating {advisories} advisories over {packages} packages (not timed)...");
     let mut advs = Vec::with_capacity(advisories);
     for a in 0..advisories {
         let (ty, osv_eco) = ecos[a % ecos.len()];
@@ -440,14 +517,13 @@ fn matching(sboms: usize, components: usize, advisories: usize) -> Result<()> {
         };
         let rec = serde_json::json!({
             "id": format!("BENCH-{a}"), "aliases": [format!("CVE-2026-{a}")],
+            "modified": "2026-10-01T00:00:00Z",
             "affected": [{"package": {"ecosystem": osv_eco, "name": osv_name(ty, &ns, &n)},
                 "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": v(lo)}, {"fixed": v(hi)}]}]}],
             "severity": [{"type": "CVSS_V3", "score": "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H"}]
         });
-        advs.push(Advisory::from_json(rec.to_string().as_bytes())?);
+        advs.push(rec);
     }
-    let index = Index::new(advs);
-    let index_time = t0.elapsed();
     eprintln!("generating {sboms} SBOMs of {components} components (not timed)...");
     let mut boms: Vec<Vec<Purl>> = Vec::with_capacity(sboms);
     for _ in 0..sboms {
@@ -472,6 +548,19 @@ fn matching(sboms: usize, components: usize, advisories: usize) -> Result<()> {
         }
         boms.push(v);
     }
+    Ok((advs, boms))
+}
+
+fn matching(sboms: usize, components: usize, advisories: usize) -> Result<()> {
+    use medsec_vuln::{Advisory, Index};
+    let (records, boms) = synthetic(sboms, components, advisories)?;
+    let t0 = Instant::now();
+    let advs = records
+        .iter()
+        .map(|r| Advisory::from_json(r.to_string().as_bytes()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let index = Index::new(advs);
+    let index_time = t0.elapsed();
     let t1 = Instant::now();
     let mut findings = 0usize;
     // Both cores: SBOMs are independent, the index is shared read-only.

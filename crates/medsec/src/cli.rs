@@ -541,6 +541,17 @@ pub enum BenchCmd {
         #[arg(long, default_value_t = 50000)]
         advisories: usize,
     },
+    /// Matching through the store: SBOMs stored as firmware versions and advisories imported
+    /// first (not timed), then `vuln match` over all of them (index built once, findings
+    /// written back).
+    Rematch {
+        #[arg(long, default_value_t = 1000)]
+        sboms: usize,
+        #[arg(long, default_value_t = 500)]
+        components: usize,
+        #[arg(long, default_value_t = 50000)]
+        advisories: usize,
+    },
     /// Advisory import into a fresh store: a first full import, an incremental re-import (all
     /// unchanged), and building the matching index from what was stored.
     Import {

@@ -341,6 +341,39 @@ fn firmware_sbom_findings_triage_affected_vex() {
     let (_, err) = env.fail(&["vex", "export", "--format", "spdx"]);
     assert!(err.contains("invalid value"), "{err}");
 
+    // Two firmware versions' SBOMs compared from the store.
+    let fixtures = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../store/tests/data/inventory");
+    for (v, f) in [("2.0", "pump-2.0.cdx.json"), ("2.1", "pump-2.1.cdx.json")] {
+        env.ok(&[
+            "sbom",
+            "import",
+            "--model",
+            "pump-x2",
+            "--version",
+            v,
+            fixtures.join(f).to_str().unwrap(),
+        ]);
+    }
+    let d = env.json(&["sbom", "diff", "--model", "pump-x2", "2.0", "2.1"]);
+    let changed: Vec<(&str, &str, &str)> = d["changed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["component"].as_str().unwrap(),
+                c["from"].as_str().unwrap(),
+                c["to"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert!(
+        changed.contains(&("pkg:npm/lodash", "4.17.20", "4.17.21")),
+        "{d}"
+    );
+    let (_, err) = env.fail(&["sbom", "diff", "--model", "pump-x2", "2.0", "7.7"]);
+    assert!(err.contains("not found"), "{err}");
+
     // Everything above is in the audit chain, intact.
     env.ok(&["audit", "verify"]);
 }

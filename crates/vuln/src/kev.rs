@@ -35,7 +35,7 @@ pub struct Kev {
 impl Kev {
     pub fn from_json(bytes: &[u8]) -> Result<Self, VulnError> {
         let c: Catalog = serde_json::from_slice(bytes)
-            .map_err(|e| VulnError::BadRange(format!("not a KEV catalog: {e}")))?;
+            .map_err(|e| VulnError::BadFeed(format!("not a KEV catalog: {e}")))?;
         let by_cve = c
             .vulnerabilities
             .into_iter()

@@ -42,6 +42,10 @@ pub enum VulnError {
     UnknownEcosystem(String),
     #[error("malformed range: {0}")]
     BadRange(String),
+    /// A feed or record that is not what it claims (not OSV JSON, not a zip, not a KEV
+    /// catalog, a field with the wrong syntax).
+    #[error("{0}")]
+    BadFeed(String),
     #[error("CVSS vector {vector:?} is not valid: {reason}")]
     BadCvss { vector: String, reason: String },
     #[error("CPE {cpe:?} is not valid: {reason}")]

@@ -71,7 +71,7 @@ impl Advisory {
     /// Parses one OSV JSON record.
     pub fn from_json(bytes: &[u8]) -> Result<Self, VulnError> {
         serde_json::from_slice(bytes)
-            .map_err(|e| VulnError::BadRange(format!("not an OSV record: {e}")))
+            .map_err(|e| VulnError::BadFeed(format!("not an OSV record: {e}")))
     }
 
     /// Every record in an OSV zip dump (as osv.dev publishes per ecosystem: one JSON file per
@@ -80,7 +80,7 @@ impl Advisory {
         zip_records(bytes)?
             .into_iter()
             .map(|(name, buf)| {
-                Self::from_json(&buf).map_err(|e| VulnError::BadRange(format!("{name}: {e}")))
+                Self::from_json(&buf).map_err(|e| VulnError::BadFeed(format!("{name}: {e}")))
             })
             .collect()
     }
@@ -93,12 +93,12 @@ pub fn zip_records(bytes: &[u8]) -> Result<Vec<(String, Vec<u8>)>, VulnError> {
     /// No single advisory comes near this; a larger entry is a zip bomb or not OSV.
     const MAX_ENTRY: u64 = 16 * 1024 * 1024;
     let mut z = zip::ZipArchive::new(std::io::Cursor::new(bytes))
-        .map_err(|e| VulnError::BadRange(format!("not a zip archive: {e}")))?;
+        .map_err(|e| VulnError::BadFeed(format!("not a zip archive: {e}")))?;
     let mut out = Vec::new();
     for i in 0..z.len() {
         let mut f = z
             .by_index(i)
-            .map_err(|e| VulnError::BadRange(format!("zip entry {i}: {e}")))?;
+            .map_err(|e| VulnError::BadFeed(format!("zip entry {i}: {e}")))?;
         // Entry names are not trusted (they could be anything); they are only reported.
         let name = f
             .name()
@@ -111,9 +111,9 @@ pub fn zip_records(bytes: &[u8]) -> Result<Vec<(String, Vec<u8>)>, VulnError> {
         (&mut f)
             .take(MAX_ENTRY + 1)
             .read_to_end(&mut buf)
-            .map_err(|e| VulnError::BadRange(format!("{name}: {e}")))?;
+            .map_err(|e| VulnError::BadFeed(format!("{name}: {e}")))?;
         if buf.len() as u64 > MAX_ENTRY {
-            return Err(VulnError::BadRange(format!(
+            return Err(VulnError::BadFeed(format!(
                 "{name}: larger than {MAX_ENTRY} bytes"
             )));
         }

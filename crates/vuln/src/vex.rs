@@ -66,7 +66,7 @@ impl FromStr for Justification {
             .into_iter()
             .find(|j| j.as_str() == s)
             .ok_or_else(|| {
-                VulnError::BadRange(format!(
+                VulnError::BadFeed(format!(
                     "justification {s:?} is not one of the CISA VEX justifications"
                 ))
             })
