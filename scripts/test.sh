@@ -24,8 +24,12 @@ command -v node >/dev/null && command -v npm >/dev/null || {
 }
 # The BSI CSAF validator checks the CSAF VEX export (pinned in tools/csaf-validator).
 [ -d tools/csaf-validator/node_modules/@secvisogram ] || npm ci --prefix tools/csaf-validator --no-audit --no-fund --silent
+# The TUF repository interop tests run the tuf-js Updater (pinned in tools/tuf-js-client).
+[ -d tools/tuf-js-client/node_modules/tuf-js ] || npm ci --prefix tools/tuf-js-client --no-audit --no-fund --silent
 # The VEX export tests validate against the published JSON schemas with python-jsonschema.
 python3 -c 'import jsonschema, referencing' 2>/dev/null || python3 -m pip install -q 'jsonschema>=4.18'
+# The TUF repository interop tests run python-tuf's ngclient Updater (the version they were tested with).
+python3 -c 'import importlib.metadata as m; assert m.version("tuf") == "7.0.1"' 2>/dev/null || python3 -m pip install -q 'tuf==7.0.1'
 # The SBOM interop tests run the CycloneDX and SPDX reference libraries (the versions they were tested with).
 python3 -c 'import importlib.metadata as m; assert (m.version("cyclonedx-python-lib"), m.version("spdx-tools")) == ("11.12.0", "0.8.5"); import jsonschema, referencing' 2>/dev/null || python3 -m pip install -q 'cyclonedx-python-lib[json-validation]==11.12.0' 'spdx-tools==0.8.5'
 

@@ -27,6 +27,7 @@ mod keys;
 mod state;
 mod tls_key;
 mod transport;
+pub mod update;
 
 use std::path::PathBuf;
 
@@ -35,6 +36,7 @@ pub use client::EstClient;
 pub use config::{AgentConfig, Pkcs11KeyConfig, Timeouts};
 pub use keys::{DEFAULT_PKCS11_KEY_LABEL, SUPPORTED as SUPPORTED_KEY_ALGORITHMS};
 pub use state::CertInfo;
+pub use update::{Refusal, UpdateClient, UpdateConfig};
 
 /// Everything that can go wrong in the agent.
 #[derive(Debug, thiserror::Error)]
@@ -92,6 +94,12 @@ pub enum AgentError {
         "the device certificate expired at {0}; an expired certificate cannot be renewed, enroll again with a new token"
     )]
     Expired(String),
+    /// A firmware update failed verification; `kind` says which check (and so which attack).
+    #[error("update refused ({kind}): {detail}")]
+    UpdateRefused {
+        kind: update::Refusal,
+        detail: String,
+    },
 }
 
 impl AgentError {

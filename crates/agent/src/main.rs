@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
-use medsec_agent::{Agent, AgentConfig, Pkcs11KeyConfig, RenewOutcome, Timeouts};
+use medsec_agent::{
+    Agent, AgentConfig, Pkcs11KeyConfig, RenewOutcome, Timeouts, UpdateClient, UpdateConfig,
+};
 use medsec_core::{DeviceSerial, KeyAlgorithm, Name};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -105,6 +107,39 @@ enum Command {
     Whoami,
     /// Show the local certificate and when it falls due for renewal.
     Status,
+    /// Secure updates: TUF-verified images the director offers this device.
+    #[command(subcommand)]
+    Update(UpdateCmd),
+}
+
+#[derive(clap::Args, Debug)]
+struct RepoArgs {
+    /// TUF repository base URL (metadata/ and targets/ below it), e.g. http://host:8080/tuf
+    #[arg(long, env = "MEDSEC_AGENT_TUF_URL")]
+    tuf_url: String,
+    /// The provisioned TUF root.json (trusted on first use only; newer roots are verified).
+    #[arg(long, env = "MEDSEC_AGENT_TUF_ROOT")]
+    tuf_root: PathBuf,
+    /// JSON file of the director key(s) this device trusts.
+    #[arg(long, env = "MEDSEC_AGENT_DIRECTOR_KEYS")]
+    director_keys: PathBuf,
+    /// This device's hardware revision (default: its model).
+    #[arg(long, env = "MEDSEC_AGENT_HARDWARE_ID")]
+    hardware_id: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+enum UpdateCmd {
+    /// Ask the director, verify against the TUF repository, print the offer (installs nothing).
+    Check(RepoArgs),
+    /// Check, then download, verify and install into the inactive slot (pending until confirmed).
+    Install(RepoArgs),
+    /// Confirm the newly installed image after a successful boot.
+    Confirm(RepoArgs),
+    /// Switch back to the previous image.
+    Revert(RepoArgs),
+    /// Local slot state.
+    Status(RepoArgs),
 }
 
 /// A mistake in how the command was called: exit code 2, like clap's own.
@@ -266,6 +301,11 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Whoami => need(&cli.server_device, "--server-device", "whoami")?,
         Command::Status => {}
+        Command::Update(u) => {
+            if !matches!(u, UpdateCmd::Status(_)) {
+                need(&cli.server_device, "--server-device", "update")?
+            }
+        }
     }
     let agent = Agent::new(cfg)?;
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -325,6 +365,7 @@ fn run(cli: Cli) -> Result<()> {
                 println!("{line}");
             }
         }
+        Command::Update(u) => rt.block_on(update(&cli, cfg_for_update(&cli)?, u))?,
         Command::Whoami => {
             let w = rt.block_on(agent.whoami())?;
             println!("{}", serde_json::to_string_pretty(&w)?);
@@ -356,6 +397,133 @@ fn run(cli: Cli) -> Result<()> {
                         ""
                     }
                 );
+            }
+        }
+    }
+    Ok(())
+}
+
+fn cfg_for_update(cli: &Cli) -> Result<AgentConfig> {
+    config(cli)
+}
+
+/// `update check|install|confirm|revert|status`, with status reports to the director.
+async fn update(cli: &Cli, cfg: AgentConfig, cmd: &UpdateCmd) -> Result<()> {
+    use medsec_agent::update::ReportedStatus;
+    let (UpdateCmd::Check(r)
+    | UpdateCmd::Install(r)
+    | UpdateCmd::Confirm(r)
+    | UpdateCmd::Revert(r)
+    | UpdateCmd::Status(r)) = cmd;
+    let mut ucfg = UpdateConfig::new(cfg, &r.tuf_url, &r.tuf_root, &r.director_keys);
+    ucfg.hardware_id = r.hardware_id.clone();
+    let client = UpdateClient::new(ucfg)?;
+    let print = |v: serde_json::Value, line: String| {
+        if cli.json {
+            println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        } else {
+            println!("{line}");
+        }
+    };
+    match cmd {
+        UpdateCmd::Status(_) => {
+            let s = client.status()?;
+            println!("{}", serde_json::to_string_pretty(&s)?);
+        }
+        UpdateCmd::Confirm(_) => {
+            let img = client.confirm().await?;
+            client
+                .report_status(
+                    &img.rollout,
+                    &img.target,
+                    ReportedStatus::Confirmed,
+                    "booted and confirmed",
+                )
+                .await?;
+            print(
+                serde_json::json!({"confirmed": img}),
+                format!("confirmed {} ({})", img.target, img.version),
+            );
+        }
+        UpdateCmd::Revert(_) => {
+            let rv = client.revert().await?;
+            if let Some(a) = &rv.abandoned {
+                client
+                    .report_status(
+                        &a.rollout,
+                        &a.target,
+                        ReportedStatus::Reverted,
+                        "reverted by operator",
+                    )
+                    .await?;
+            }
+            print(
+                serde_json::json!(rv),
+                format!("reverted to slot {:?}", rv.slot),
+            );
+        }
+        UpdateCmd::Check(_) | UpdateCmd::Install(_) => {
+            if let Some(rv) = client.revert_if_pending().await?
+                && let Some(a) = &rv.abandoned
+            {
+                client
+                    .report_status(
+                        &a.rollout,
+                        &a.target,
+                        ReportedStatus::Reverted,
+                        "not confirmed before the next check",
+                    )
+                    .await?;
+            }
+            let Some(offer) = client.check().await? else {
+                print(
+                    serde_json::json!({"offer": null}),
+                    "no update offered".into(),
+                );
+                return Ok(());
+            };
+            let (rollout, target) = (
+                offer.instruction.rollout.clone(),
+                offer.instruction.target.clone(),
+            );
+            if matches!(cmd, UpdateCmd::Check(_)) {
+                print(
+                    serde_json::json!({"offer": {"instruction": offer.instruction, "release": offer.release}}),
+                    format!(
+                        "offered {target} (version {}, security version {}) by rollout {rollout}",
+                        offer.release.version, offer.release.security_version
+                    ),
+                );
+                return Ok(());
+            }
+            client
+                .report_status(&rollout, &target, ReportedStatus::Downloading, "")
+                .await?;
+            match client.install(&offer, None).await {
+                Ok(done) => {
+                    client
+                        .report_status(
+                            &rollout,
+                            &target,
+                            ReportedStatus::Installed,
+                            "pending confirmation",
+                        )
+                        .await?;
+                    print(
+                        serde_json::json!({"installed": done.image, "slot": done.slot}),
+                        format!(
+                            "installed {target} into slot {:?}; confirm after boot",
+                            done.slot
+                        ),
+                    );
+                }
+                Err(e) => {
+                    // The report is best effort: the refusal is what the operator must see.
+                    let _ = client
+                        .report_status(&rollout, &target, ReportedStatus::Failed, &e.to_string())
+                        .await;
+                    return Err(e.into());
+                }
             }
         }
     }

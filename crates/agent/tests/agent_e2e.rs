@@ -47,6 +47,7 @@ struct Server {
     child: Child,
     dir: tempfile::TempDir,
     bin: PathBuf,
+    http: String,
     https: String,
     device: String,
 }
@@ -96,6 +97,7 @@ impl Server {
             child,
             dir,
             bin,
+            http: String::new(),
             https: String::new(),
             device: String::new(),
         };
@@ -105,7 +107,9 @@ impl Server {
             match rx.recv_timeout(left) {
                 Ok(line) if line.starts_with("medsec listening ") => {
                     for part in line.split_whitespace() {
-                        if let Some(a) = part.strip_prefix("https=") {
+                        if let Some(a) = part.strip_prefix("http=") {
+                            server.http = a.to_owned();
+                        } else if let Some(a) = part.strip_prefix("https=") {
                             server.https = a.to_owned();
                         } else if let Some(a) = part.strip_prefix("device=") {
                             server.device = a.to_owned();
@@ -885,4 +889,195 @@ fn device_key_in_a_pkcs11_token() {
         .collect();
     current.sort();
     assert_eq!(labels, current);
+}
+
+/// Secure updates end to end: `medsec tuf init`, `release publish`, `rollout create`, the
+/// repository served by `medsec serve` under /tuf/, and the agent checking, installing and
+/// confirming over mTLS; a device outside the cohort is offered nothing; pause and abort take
+/// effect at once; python-tuf reads the same served repository, also after a root rotation.
+#[test]
+fn secure_update_against_a_real_server() {
+    let s = Server::start();
+    s.medsec_ok(&["tuf", "init"]);
+    let root = s.path("1.root.json");
+    let director = s.path("director.json");
+    s.medsec_ok(&[
+        "tuf",
+        "root",
+        "--version",
+        "1",
+        "--out",
+        root.to_str().unwrap(),
+    ]);
+    s.medsec_ok(&["director", "key", "--out", director.to_str().unwrap()]);
+    for d in ["UP-1", "UP-2"] {
+        let t = s.token(d);
+        s.agent_ok(d, &["enroll", "--serial", d, "--token", &t]);
+    }
+    let image: Vec<u8> = (0..300_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    std::fs::write(s.path("fw-2.0.bin"), &image).unwrap();
+    let rel: serde_json::Value = serde_json::from_str(&s.medsec_ok(&[
+        "--json",
+        "release",
+        "publish",
+        "--model",
+        "demo-device",
+        "--version",
+        "2.0",
+        "--security-version",
+        "2",
+        s.path("fw-2.0.bin").to_str().unwrap(),
+    ]))
+    .unwrap();
+    assert_eq!(rel["target"], "demo-device/demo-device-2.0.bin");
+    // A lower security version is refused and publishes nothing.
+    let o = s.medsec(&[
+        "release",
+        "publish",
+        "--model",
+        "demo-device",
+        "--version",
+        "1.9",
+        "--security-version",
+        "1",
+        s.path("fw-2.0.bin").to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    let ro: serde_json::Value = serde_json::from_str(&s.medsec_ok(&[
+        "--json",
+        "rollout",
+        "create",
+        "--model",
+        "demo-device",
+        "--version",
+        "2.0",
+        "--cohort",
+        "devices:urn:medsec:device:demo-device:UP-1",
+        "--stages",
+        "100",
+    ]))
+    .unwrap();
+    let ro = ro["id"].as_str().unwrap().to_owned();
+    let tuf_url = format!("http://{}/tuf", s.http);
+    let up = |cmd: &str| -> Vec<String> {
+        vec![
+            "--json".into(),
+            "update".into(),
+            cmd.into(),
+            "--tuf-url".into(),
+            tuf_url.clone(),
+            "--tuf-root".into(),
+            root.display().to_string(),
+            "--director-keys".into(),
+            director.display().to_string(),
+        ]
+    };
+    let run = |dev: &str, cmd: &str| -> serde_json::Value {
+        let args = up(cmd);
+        let a: Vec<&str> = args.iter().map(String::as_str).collect();
+        serde_json::from_str(&s.agent_ok(dev, &a)).unwrap()
+    };
+    // Outside the cohort: nothing offered.
+    assert!(run("UP-2", "check")["offer"].is_null());
+    let offer = run("UP-1", "check");
+    assert_eq!(
+        offer["offer"]["instruction"]["target"],
+        "demo-device/demo-device-2.0.bin"
+    );
+    let inst = run("UP-1", "install");
+    assert_eq!(
+        inst["installed"]["target"],
+        "demo-device/demo-device-2.0.bin"
+    );
+    // The active slot holds exactly the published image.
+    let slot = inst["slot"]
+        .as_str()
+        .map(str::to_lowercase)
+        .unwrap_or_default();
+    let bytes = std::fs::read(s.path(&format!("UP-1/update/slot-{slot}.bin"))).unwrap();
+    assert!(bytes == image, "slot {slot} differs from the image");
+    run("UP-1", "confirm");
+    let view: serde_json::Value =
+        serde_json::from_str(&s.medsec_ok(&["--json", "rollout", "show", &ro])).unwrap();
+    assert_eq!(view["stages"][0]["by_status"]["confirmed"], 1, "{view}");
+    // Confirmed: not offered again.
+    assert!(run("UP-1", "check")["offer"].is_null());
+
+    // A second release to everyone: pause and abort take effect at once.
+    std::fs::write(s.path("fw-2.1.bin"), b"firmware 2.1").unwrap();
+    s.medsec_ok(&[
+        "release",
+        "publish",
+        "--model",
+        "demo-device",
+        "--version",
+        "2.1",
+        "--security-version",
+        "3",
+        s.path("fw-2.1.bin").to_str().unwrap(),
+    ]);
+    let r2: serde_json::Value = serde_json::from_str(&s.medsec_ok(&[
+        "--json",
+        "rollout",
+        "create",
+        "--model",
+        "demo-device",
+        "--version",
+        "2.1",
+        "--cohort",
+        "percent:100",
+        "--stages",
+        "100",
+    ]))
+    .unwrap();
+    let r2 = r2["id"].as_str().unwrap().to_owned();
+    s.medsec_ok(&["rollout", "pause", &r2]);
+    assert!(run("UP-2", "check")["offer"].is_null());
+    s.medsec_ok(&["rollout", "resume", &r2]);
+    assert_eq!(
+        run("UP-2", "check")["offer"]["instruction"]["target"],
+        "demo-device/demo-device-2.1.bin"
+    );
+    s.medsec_ok(&["rollout", "abort", &r2]);
+    assert!(run("UP-2", "check")["offer"].is_null());
+
+    // python-tuf against the repository as `medsec serve` serves it, then after a rotation.
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../updates/tests/tuf_client.py");
+    let py = |label: &str| -> serde_json::Value {
+        let md = s.path(&format!("py-{label}"));
+        if !md.exists() {
+            std::fs::create_dir_all(&md).unwrap();
+            std::fs::copy(&root, md.join("root.json")).unwrap();
+        }
+        let dl = s.path(&format!("py-dl-{label}"));
+        std::fs::create_dir_all(&dl).unwrap();
+        let o = Command::new("python3")
+            .arg(&script)
+            .arg(format!("{tuf_url}/metadata/"))
+            .arg(format!("{tuf_url}/targets/"))
+            .arg(&md)
+            .arg(&dl)
+            .arg("demo-device/demo-device-2.0.bin")
+            .output()
+            .expect("python3");
+        assert!(
+            o.status.success(),
+            "python-tuf failed (pip install tuf==7.0.1):\n{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        serde_json::from_slice(&o.stdout).unwrap()
+    };
+    let v = py("a");
+    assert_eq!(v["length"], image.len());
+    assert_eq!(v["root_version"], 1);
+    let keys: serde_json::Value =
+        serde_json::from_str(&s.medsec_ok(&["--json", "tuf", "keys"])).unwrap();
+    let old = keys["root"][0].as_str().unwrap().to_owned();
+    s.medsec_ok(&["tuf", "rotate-root", "--add", "1", "--retire", &old]);
+    let v = py("a");
+    assert_eq!(v["root_version"], 2);
+    assert_eq!(v["custom"]["security_version"], 2);
 }

@@ -39,6 +39,11 @@ pub enum AuditAction {
     FindingsMatched,
     VexDecided,
     DeviceFirmwareReported,
+    ReleasePublished,
+    RolloutChanged,
+    UpdateReported,
+    DeviceTagged,
+    TufMetadataChanged,
 }
 
 impl AuditAction {
@@ -64,6 +69,11 @@ impl AuditAction {
             AuditAction::FindingsMatched => "findings.matched",
             AuditAction::VexDecided => "vex.decided",
             AuditAction::DeviceFirmwareReported => "device.firmware-reported",
+            AuditAction::ReleasePublished => "release.published",
+            AuditAction::RolloutChanged => "rollout.changed",
+            AuditAction::UpdateReported => "update.reported",
+            AuditAction::DeviceTagged => "device.tagged",
+            AuditAction::TufMetadataChanged => "tuf.metadata-changed",
         }
     }
 }

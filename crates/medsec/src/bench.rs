@@ -37,6 +37,7 @@ pub async fn run(cmd: &BenchCmd) -> Result<()> {
             advisories,
         } => matching(*sboms, *components, *advisories),
         BenchCmd::Import { osv, records } => import(osv.as_deref(), *records).await,
+        BenchCmd::Tuf { releases, runs } => tuf(*releases, *runs).await,
         BenchCmd::Rematch {
             sboms,
             components,
@@ -90,9 +91,8 @@ fn synthetic_dump(n: usize) -> Result<Vec<u8>> {
     Ok(z.finish()?.into_inner())
 }
 
-async fn rematch(sboms: usize, components: usize, advisories: usize) -> Result<()> {
-    let (records, boms) = synthetic(sboms, components, advisories)?;
-    let tmp = tempfile::tempdir()?;
+/// An App on a fresh data directory inside `tmp` (no CA), for the storage benchmarks.
+async fn fresh_app(tmp: &tempfile::TempDir) -> Result<(crate::App, std::path::PathBuf)> {
     let dir = tmp.path().join("data");
     std::fs::create_dir_all(&dir)?;
     let pass = tmp.path().join("passphrase");
@@ -106,6 +106,197 @@ async fn rematch(sboms: usize, components: usize, advisories: usize) -> Result<(
         Synchronous::Full,
     )
     .await?;
+    Ok((app, dir))
+}
+
+/// python-tuf's side of the TUF benchmark: refresh, then resolve the newest target (which
+/// loads the delegated role), timed inside the interpreter and printed in seconds.
+const PY_TUF_CLIENT: &str = r#"
+import sys, time
+from tuf.ngclient import Updater
+md, base, target = sys.argv[1:4]
+t0 = time.perf_counter()
+u = Updater(metadata_dir=md, metadata_base_url=base + "/metadata/", target_base_url=base + "/targets/", target_dir=md, bootstrap=None)
+u.refresh()
+info = u.get_targetinfo(target)
+assert info is not None, target
+print(time.perf_counter() - t0)
+"#;
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+async fn tuf(releases: usize, runs: usize) -> Result<()> {
+    use medsec_updates::repo::{Image, NewRelease, RepoOptions, Repository};
+    let tmp = tempfile::tempdir()?;
+    let (app, _) = fresh_app(&tmp).await?;
+    let model = medsec_core::DeviceModel::parse("bench-pump")?;
+    let versions: Vec<medsec_core::FirmwareVersion> = (0..releases)
+        .map(|i| medsec_core::FirmwareVersion::parse(&format!("1.{}.{}", i / 100, i % 100)))
+        .collect::<Result<_, _>>()?;
+    let images: Vec<Vec<u8>> = (0..releases)
+        .map(|i| format!("firmware image {i}").into_bytes())
+        .collect();
+    let new = |i: usize| NewRelease {
+        model: &model,
+        version: &versions[i],
+        security_version: i as u64 + 1,
+        hardware_id: None,
+        image: Image::Bytes(&images[i]),
+        sbom: None,
+    };
+    // One by one, as `medsec release publish` does (each re-signs the model's role).
+    let one_dir = tmp.path().join("one");
+    let mut one = Repository::init(&one_dir, app.keys.clone(), RepoOptions::default())?;
+    one.add_model(&model, 1, 1)?;
+    let t0 = Instant::now();
+    for i in 0..releases {
+        one.publish(&new(i))?;
+    }
+    let t_one = t0.elapsed();
+    drop(one);
+    let batch_dir = tmp.path().join("batch");
+    let mut batch = Repository::init(&batch_dir, app.keys.clone(), RepoOptions::default())?;
+    batch.add_model(&model, 1, 1)?;
+    let all: Vec<NewRelease<'_>> = (0..releases).map(new).collect();
+    let t1 = Instant::now();
+    batch.publish_many(&all)?;
+    let t_batch = t1.elapsed();
+    let root = batch.root_json(1)?;
+    drop(batch);
+
+    // Serve the batch repository over loopback.
+    let serve_dir = batch_dir.clone();
+    let router = axum::Router::new().route(
+        "/{*path}",
+        axum::routing::get(move |axum::extract::Path(p): axum::extract::Path<String>| {
+            let d = serve_dir.clone();
+            async move {
+                match medsec_updates::repo::resolve_served_file(&d, &p) {
+                    Some(f) => match tokio::fs::read(f).await {
+                        Ok(b) => Ok(b),
+                        Err(_) => Err(axum::http::StatusCode::NOT_FOUND),
+                    },
+                    None => Err(axum::http::StatusCode::NOT_FOUND),
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    let base = format!("http://{addr}");
+    let last = medsec_updates::target_name(&model, &versions[releases - 1]);
+
+    // medsec-agent: a fresh device state per run. The refresh does not involve the director,
+    // but the client wants a key to be configured.
+    let dkey = {
+        use medsec_keys::KeySource;
+        medsec_updates::DirectorKey::of(
+            &*app
+                .keys
+                .generate("bench-director", medsec_core::KeyAlgorithm::EcdsaP256)?,
+        )
+    };
+    let dkeys = serde_json::to_string(&[dkey])?;
+    // Nor does it use the gateway's trust root, which the client still loads.
+    let unused_root = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()])?
+        .cert
+        .pem();
+    let mut ours = Vec::new();
+    for r in 0..runs {
+        let st = tmp.path().join(format!("agent-{r}"));
+        std::fs::create_dir_all(&st)?;
+        std::fs::write(st.join("root.json"), &root)?;
+        std::fs::write(st.join("director.json"), &dkeys)?;
+        std::fs::write(st.join("none.pem"), &unused_root)?;
+        let cfg = medsec_agent::AgentConfig::new(
+            "127.0.0.1:1",
+            "127.0.0.1:1",
+            "localhost",
+            st.join("none.pem"),
+            st.clone(),
+        );
+        let client = medsec_agent::UpdateClient::new(medsec_agent::UpdateConfig::new(
+            cfg,
+            &base,
+            st.join("root.json"),
+            st.join("director.json"),
+        ))?;
+        let t = Instant::now();
+        let s = client.refresh().await?;
+        ours.push(t.elapsed().as_secs_f64());
+        if s.targets != releases {
+            bail!(
+                "the agent verified {} targets, expected {releases}",
+                s.targets
+            );
+        }
+    }
+    // python-tuf: the same repository, a fresh metadata directory per run.
+    let script = tmp.path().join("py_tuf_client.py");
+    std::fs::write(&script, PY_TUF_CLIENT)?;
+    let mut py_in = Vec::new();
+    let mut py_proc = Vec::new();
+    for r in 0..runs {
+        let md = tmp.path().join(format!("py-{r}"));
+        std::fs::create_dir_all(&md)?;
+        std::fs::write(md.join("root.json"), &root)?;
+        let t = Instant::now();
+        let o = std::process::Command::new("python3")
+            .arg(&script)
+            .arg(&md)
+            .arg(&base)
+            .arg(&last)
+            .output()
+            .context("running python3 (pip install tuf)")?;
+        py_proc.push(t.elapsed().as_secs_f64());
+        if !o.status.success() {
+            bail!("python-tuf failed: {}", String::from_utf8_lossy(&o.stderr));
+        }
+        py_in.push(
+            String::from_utf8_lossy(&o.stdout)
+                .trim()
+                .parse::<f64>()
+                .context("python-tuf timing")?,
+        );
+    }
+    println!("| metric | value |");
+    println!("|---|---|");
+    println!(
+        "| publish {releases} releases one by one (`release publish` each) | {:.2} s ({:.1} ms each) |",
+        t_one.as_secs_f64(),
+        t_one.as_secs_f64() * 1000.0 / releases as f64
+    );
+    println!(
+        "| publish {releases} releases as one batch | {:.2} s |",
+        t_batch.as_secs_f64()
+    );
+    println!(
+        "| medsec-agent refresh + verify, {releases} targets (median of {runs}) | {:.1} ms |",
+        median(ours.clone()) * 1000.0
+    );
+    println!(
+        "| python-tuf refresh + get_targetinfo (median of {runs}, in-process) | {:.1} ms |",
+        median(py_in.clone()) * 1000.0
+    );
+    println!(
+        "| python-tuf, whole process incl. interpreter start (median) | {:.1} ms |",
+        median(py_proc) * 1000.0
+    );
+    println!(
+        "| ratio python-tuf / medsec-agent (in-process) | {:.1}x |",
+        median(py_in) / median(ours)
+    );
+    Ok(())
+}
+
+async fn rematch(sboms: usize, components: usize, advisories: usize) -> Result<()> {
+    let (records, boms) = synthetic(sboms, components, advisories)?;
+    let tmp = tempfile::tempdir()?;
+    let (app, _) = fresh_app(&tmp).await?;
     eprintln!("storing {advisories} advisories and {sboms} SBOMs (not timed)...");
     let docs = records
         .iter()
@@ -180,19 +371,7 @@ async fn import(osv: Option<&std::path::Path>, records: usize) -> Result<()> {
             )
         }
     };
-    let dir = tmp.path().join("data");
-    std::fs::create_dir_all(&dir)?;
-    let pass = tmp.path().join("passphrase");
-    std::fs::write(&pass, "benchmark passphrase, not a secret")?;
-    let app = crate::open_app(
-        &dir,
-        None,
-        Some(pass),
-        Some("bench"),
-        false,
-        Synchronous::Full,
-    )
-    .await?;
+    let (app, dir) = fresh_app(&tmp).await?;
     let t0 = Instant::now();
     let first = app
         .inv

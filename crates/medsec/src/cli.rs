@@ -75,6 +75,18 @@ pub enum Command {
     /// Vulnerability management: advisory import, matching, findings, triage, affected devices.
     #[command(subcommand)]
     Vuln(VulnCmd),
+    /// The TUF image repository: keys, root rotation, key revocation.
+    #[command(subcommand)]
+    Tuf(TufCmd),
+    /// Firmware releases signed into the TUF repository.
+    #[command(subcommand)]
+    Release(ReleaseCmd),
+    /// Staged rollouts of published releases (the director).
+    #[command(subcommand)]
+    Rollout(RolloutCmd),
+    /// The director's signing key (devices are provisioned with its public half).
+    #[command(subcommand)]
+    Director(DirectorCmd),
     /// VEX documents from the triage decisions held.
     #[command(subcommand)]
     Vex(VexCmd),
@@ -479,6 +491,135 @@ pub enum DeviceCmd {
     Findings {
         device: String,
     },
+    /// Set a device's tags (rollout cohorts can target a tag).
+    Tag {
+        device: String,
+        #[arg(long, value_delimiter = ',')]
+        tags: Vec<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RolloutCmd {
+    /// Start a rollout of a published release.
+    Create {
+        #[arg(long)]
+        model: String,
+        #[arg(long)]
+        version: String,
+        /// percent:N (N % of the model's fleet), tag:NAME, or devices:URN[,URN...]
+        #[arg(long)]
+        cohort: String,
+        /// Increasing shares of the cohort per stage, ending at 100.
+        #[arg(long, value_delimiter = ',', default_value = "5,25,100")]
+        stages: Vec<u8>,
+        /// Promote a stage when this share of its finished devices succeeded.
+        #[arg(long, default_value_t = 0.95)]
+        promote: f64,
+        /// Halt when this share of finished devices failed.
+        #[arg(long, default_value_t = 0.1)]
+        halt: f64,
+        #[arg(long, default_value_t = 3)]
+        min_reports: u32,
+    },
+    List {
+        #[arg(long)]
+        model: Option<String>,
+    },
+    /// Per-stage counts and time from release to 50/90/100 % of the cohort updated.
+    Show {
+        id: String,
+    },
+    Pause {
+        id: String,
+    },
+    Resume {
+        id: String,
+    },
+    Abort {
+        id: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TufCmd {
+    /// Create the repository (root 2-of-3 by default) in <data-dir>/tuf.
+    Init {
+        #[arg(long, default_value_t = 3)]
+        root_keys: u32,
+        #[arg(long, default_value_t = 2)]
+        root_threshold: u32,
+        /// Timestamp expiry in hours (short: a frozen mirror is noticed soon).
+        #[arg(long, default_value_t = 24)]
+        timestamp_hours: u64,
+    },
+    /// Write root.json version N (to provision devices with), default the newest.
+    Root {
+        #[arg(long)]
+        version: Option<u64>,
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// New root version: add N new root keys and retire the given key ids; signed by the
+    /// old and the new root thresholds.
+    RotateRoot {
+        #[arg(long, default_value_t = 0)]
+        add: u32,
+        #[arg(long, value_delimiter = ',')]
+        retire: Vec<String>,
+        #[arg(long)]
+        threshold: Option<u32>,
+    },
+    /// Remove a key from a role (root, targets, snapshot, timestamp, or a device model) and
+    /// re-sign what it signed.
+    RevokeKey {
+        #[arg(long)]
+        role: String,
+        #[arg(long)]
+        keyid: String,
+    },
+    /// Key ids per role.
+    Keys,
+    /// Re-sign metadata expiring within the given hours (the server does this on its own).
+    Refresh {
+        #[arg(long, default_value_t = 12)]
+        within_hours: u64,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ReleaseCmd {
+    /// Sign a firmware image into the repository under its model's release keys, and make it
+    /// known to the director. The model gets its delegated role on first publish.
+    Publish {
+        #[arg(long)]
+        model: String,
+        #[arg(long)]
+        version: String,
+        /// Monotonic anti-rollback counter; never below the model's highest.
+        #[arg(long)]
+        security_version: u64,
+        /// Hardware revision the image runs on (default: the model).
+        #[arg(long)]
+        hardware_id: Option<String>,
+        /// The firmware version's SBOM: stored for vulnerability management and linked by hash.
+        #[arg(long)]
+        sbom: Option<PathBuf>,
+        image: PathBuf,
+    },
+    List {
+        #[arg(long)]
+        model: Option<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DirectorCmd {
+    /// The director's public key as devices need it (JSON).
+    Key {
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -551,6 +692,15 @@ pub enum BenchCmd {
         components: usize,
         #[arg(long, default_value_t = 50000)]
         advisories: usize,
+    },
+    /// Secure updates: publishing N releases (one by one, and as one batch), then a device's
+    /// refresh + verify of that repository over loopback, medsec-agent against python-tuf.
+    Tuf {
+        #[arg(long, default_value_t = 1000)]
+        releases: usize,
+        /// Client runs per side (each from a fresh state); the median is reported.
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
     },
     /// Advisory import into a fresh store: a first full import, an incremental re-import (all
     /// unchanged), and building the matching index from what was stored.

@@ -6,6 +6,7 @@ mod config;
 mod inventory;
 mod keys;
 mod serve;
+mod updates;
 mod vuln;
 
 use std::io::Write;
@@ -60,6 +61,7 @@ fn main() -> ExitCode {
 }
 
 pub struct App {
+    pub data_dir: PathBuf,
     pub ca: Ca<SqliteStore>,
     pub inv: medsec_inventory::Inventory,
     pub store: SqliteStore,
@@ -103,6 +105,7 @@ pub async fn open_app(
     };
     let ca = Ca::new(store.clone(), keys.clone());
     Ok(App {
+        data_dir: data_dir.to_path_buf(),
         ca,
         inv: medsec_inventory::Inventory::new(Arc::new(store.clone())),
         store,
@@ -148,6 +151,10 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Sbom(c) => inventory::sbom_cmd(&app, c).await,
         Command::Vuln(c) => inventory::vuln_cmd(&app, c).await,
         Command::Vex(c) => inventory::vex_cmd(&app, c).await,
+        Command::Rollout(c) => updates::rollout_cmd(&app, c).await,
+        Command::Tuf(c) => updates::tuf_cmd(&app, c).await,
+        Command::Release(c) => updates::release_cmd(&app, c).await,
+        Command::Director(c) => updates::director_cmd(&app, c).await,
         Command::Token(c) => token_cmd(&app, c).await,
         Command::Apitoken(ApiTokenCmd::Create {
             name,
@@ -706,6 +713,26 @@ async fn device_cmd(app: &App, c: DeviceCmd) -> Result<ExitCode> {
                 json!({"device": id.urn(), "firmware": fw, "open_findings": open}),
                 || inventory::findings_table(&open),
             );
+        }
+        DeviceCmd::Tag { device, tags } => {
+            let id = parse_device(&device)?;
+            let tags = medsec_server::check_tags(&tags).map_err(|e| anyhow!(e))?;
+            let d = updates::director(app)?;
+            d.store()
+                .set_device_tags(
+                    &id,
+                    &tags,
+                    &medsec_core::AuditRecord::new(
+                        &app.actor,
+                        medsec_core::AuditAction::DeviceTagged,
+                        id.urn(),
+                        json!({"tags": tags}),
+                    ),
+                )
+                .await?;
+            out(app, json!({"device": id.urn(), "tags": tags}), || {
+                format!("{id}: {}", tags.join(","))
+            });
         }
         DeviceCmd::Retire { device } => {
             let id = parse_device(&device)?;

@@ -101,6 +101,9 @@ pub async fn run(app: App, args: &ServeArgs) -> Result<()> {
     let names = cfg.names.clone();
     let auth: Arc<dyn medsec_auth::AuthStore> = Arc::new(app.store.clone());
     let (publisher, namespace) = crate::inventory::publisher(&app.cfg);
+    let director = Arc::new(crate::updates::director(&app)?);
+    let tuf_dir = app.data_dir.join("tuf");
+    let (tuf_keys, tuf_dir_job) = (app.keys.clone(), tuf_dir.clone());
     let idevid_cas = match &cfg.idevid_ca {
         Some(p) => {
             let pem = std::fs::read(p)
@@ -121,6 +124,7 @@ pub async fn run(app: App, args: &ServeArgs) -> Result<()> {
     let state = Arc::new(
         AppState::new(app.ca, default_profile, auth)
             .with_inventory(Arc::new(app.inv), publisher, namespace)
+            .with_updates(director, Some(tuf_dir))
             .with_idevid_cas(idevid_cas)
             .with_ocsp_cache_ttl(std::time::Duration::from_secs(cfg.ocsp_cache_secs))
             .with_rate_limit(cfg.est_rate_per_sec, cfg.est_rate_burst),
@@ -138,6 +142,28 @@ pub async fn run(app: App, args: &ServeArgs) -> Result<()> {
         "medsec listening http={} https={} device={}",
         addrs.http, addrs.https, addrs.device
     );
+    tokio::spawn(refresh_tuf(tuf_keys, tuf_dir_job));
     medsec_server::serve(bound, state, &identity).await?;
     Ok(())
+}
+
+/// Keeps the TUF repository's online metadata (timestamp, snapshot) from expiring: devices
+/// refuse expired metadata, so a server that stopped re-signing would freeze its own fleet.
+async fn refresh_tuf(keys: Arc<crate::keys::Keys>, dir: std::path::PathBuf) {
+    loop {
+        if dir.join("repo.json").exists() {
+            let (k, d) = (keys.clone(), dir.clone());
+            let r = tokio::task::spawn_blocking(move || {
+                let mut repo = medsec_updates::repo::Repository::open(d, k)?;
+                repo.refresh_expiring(6 * 3600)
+            })
+            .await;
+            match r {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!("TUF metadata refresh failed: {e}"),
+                Err(e) => tracing::warn!("TUF metadata refresh task failed: {e}"),
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(600)).await;
+    }
 }

@@ -40,6 +40,7 @@ pub fn router<S: CaStore + 'static>(state: Arc<AppState<S>>) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .merge(crate::api::router::<S>())
         .merge(crate::inventory_api::router::<S>())
+        .merge(crate::updates_api::api_router::<S>())
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::from_fn(crate::limit::deadline))
         .with_state(state)

@@ -73,20 +73,11 @@ impl From<InventoryError> for Problem {
             | InventoryError::Vuln(_)
             | InventoryError::Invalid { .. } => Problem::bad_request(e.to_string()),
             InventoryError::NotFound { .. } | InventoryError::Store(StoreError::NotFound(_)) => {
-                Problem::new(StatusCode::NOT_FOUND, "about:blank", e.to_string())
+                Problem::not_found(e.to_string())
             }
-            InventoryError::Store(StoreError::Conflict(_)) => {
-                Problem::new(StatusCode::CONFLICT, "about:blank", e.to_string())
-            }
+            InventoryError::Store(StoreError::Conflict(_)) => Problem::conflict(e.to_string()),
             InventoryError::Store(StoreError::Refused(_)) => Problem::forbidden(e.to_string()),
-            _ => {
-                tracing::error!("inventory: {e}");
-                Problem::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "about:blank",
-                    "internal error; see the server log",
-                )
-            }
+            _ => Problem::internal("inventory", &e),
         }
     }
 }
@@ -96,13 +87,9 @@ fn bad(e: impl std::fmt::Display) -> Problem {
 }
 
 fn inv<S>(st: &AppState<S>) -> Result<&Inventory, Problem> {
-    st.inventory.as_deref().ok_or_else(|| {
-        Problem::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "about:blank",
-            "vulnerability management is not configured on this server",
-        )
-    })
+    st.inventory
+        .as_deref()
+        .ok_or_else(|| Problem::unavailable("vulnerability management"))
 }
 
 fn mv(model: &str, version: &str) -> Result<(DeviceModel, FirmwareVersion), Problem> {

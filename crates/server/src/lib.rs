@@ -16,6 +16,7 @@ mod pki;
 mod problem;
 mod state;
 mod tls;
+mod updates_api;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -23,6 +24,7 @@ use std::sync::Arc;
 pub use problem::Problem;
 pub use state::{AppState, RevocationWatch};
 pub use tls::{ServerIdentity, device_tls_config, est_tls_config};
+pub use updates_api::check_tags;
 
 /// Errors starting or running the server.
 #[derive(Debug, thiserror::Error)]

@@ -25,6 +25,7 @@ pub fn router<S: CaStore + 'static>(state: Arc<AppState<S>>) -> Router {
         .route("/ocsp", post(ocsp_post::<S>))
         .route("/ocsp/{*req}", get(ocsp_get::<S>))
         .route("/healthz", get(|| async { "ok" }))
+        .merge(crate::updates_api::tuf_router::<S>())
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
 }

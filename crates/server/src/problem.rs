@@ -36,6 +36,33 @@ impl Problem {
     pub fn forbidden(detail: impl Into<String>) -> Self {
         Problem::new(StatusCode::FORBIDDEN, "about:blank", detail)
     }
+
+    pub fn not_found(detail: impl Into<String>) -> Self {
+        Problem::new(StatusCode::NOT_FOUND, "about:blank", detail)
+    }
+
+    pub fn conflict(detail: impl Into<String>) -> Self {
+        Problem::new(StatusCode::CONFLICT, "about:blank", detail)
+    }
+
+    /// A 500 whose detail stays in the log: internals are not the client's business.
+    pub fn internal(area: &str, e: &dyn std::fmt::Display) -> Self {
+        tracing::error!("{area}: {e}");
+        Problem::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "about:blank",
+            "internal error; see the server log",
+        )
+    }
+
+    /// 503 for a part of the server that is not configured.
+    pub fn unavailable(what: &str) -> Self {
+        Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "about:blank",
+            format!("{what} is not configured on this server"),
+        )
+    }
 }
 
 impl IntoResponse for Problem {

@@ -30,6 +30,10 @@ pub struct AppState<S> {
     pub manufacturer: String,
     /// The VEX / CSAF publisher namespace URI.
     pub vex_namespace: String,
+    /// Secure updates: the director; its routes answer 503 when absent.
+    pub director: Option<Arc<medsec_updates::Director>>,
+    /// The TUF repository directory served under `/tuf/` (plain HTTP: the metadata is signed).
+    pub tuf_dir: Option<std::path::PathBuf>,
 }
 
 impl<S: CaStore> AppState<S> {
@@ -51,7 +55,20 @@ impl<S: CaStore> AppState<S> {
             inventory: None,
             manufacturer: "medsec".into(),
             vex_namespace: "urn:medsec:publisher:medsec".into(),
+            director: None,
+            tuf_dir: None,
         }
+    }
+
+    /// Serves secure updates: the director's instructions and the TUF repository in `tuf_dir`.
+    pub fn with_updates(
+        mut self,
+        director: Arc<medsec_updates::Director>,
+        tuf_dir: Option<std::path::PathBuf>,
+    ) -> Self {
+        self.director = Some(director);
+        self.tuf_dir = tuf_dir;
+        self
     }
 
     /// Serves vulnerability management, naming `manufacturer` (under `namespace`) as the

@@ -32,6 +32,11 @@ pub(crate) const SQLITE: &[Migration] = &[
         name: "inventory",
         sql: include_str!("../migrations/sqlite/0004_inventory.sql"),
     },
+    Migration {
+        version: 5,
+        name: "updates",
+        sql: include_str!("../migrations/sqlite/0005_updates.sql"),
+    },
 ];
 
 fn be(e: sqlx::Error) -> StoreError {
