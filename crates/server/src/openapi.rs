@@ -29,7 +29,7 @@ pub fn document() -> Value {
     let mut d = json!({
         "openapi": "3.1.0",
         "info": {"title": "medsec admin API", "version": env!("CARGO_PKG_VERSION"),
-                 "description": "Device PKI administration and vulnerability management. Errors are RFC 9457 problem+json."},
+                 "description": "Device PKI administration, vulnerability management and secure updates. Errors are RFC 9457 problem+json."},
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "description": "API token `mst_<id>_<secret>` created with `medsec apitoken create`"}},
             "responses": {"Problem": {"description": "error", "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}}},
@@ -70,7 +70,53 @@ pub fn document() -> Value {
         }
     });
     inventory(&mut d);
+    updates(&mut d);
     d
+}
+
+/// Secure updates: releases, rollouts, device tags, the director's key.
+fn updates(d: &mut Value) {
+    let schemas = json!({
+        "RolloutRequest": {"type": "object", "required": ["model", "version", "cohort"], "properties": {
+            "model": {"type": "string"}, "version": {"type": "string"},
+            "cohort": {"oneOf": [
+                {"type": "object", "properties": {"kind": {"const": "percent"}, "value": {"type": "integer", "minimum": 1, "maximum": 100}}},
+                {"type": "object", "properties": {"kind": {"const": "tag"}, "value": {"type": "string"}}},
+                {"type": "object", "properties": {"kind": {"const": "devices"}, "value": {"type": "array", "items": {"type": "string"}}}}]},
+            "stages": {"type": "array", "items": {"type": "integer", "minimum": 1, "maximum": 100}, "description": "increasing, ending at 100"},
+            "promote_success_rate": {"type": "number"}, "halt_failure_rate": {"type": "number"}, "min_reports": {"type": "integer"}}},
+        "DeviceTags": {"type": "object", "required": ["tags"], "properties": {"tags": {"type": "array", "items": {"type": "string"}}}}
+    });
+    let paths = json!({
+        "/api/v1/releases": {"get": op("Releases published in the TUF repository (query: model)", "auditor", None, "200")},
+        "/api/v1/rollouts": {
+            "get": op("Rollouts (query: model)", "auditor", None, "200"),
+            "post": op("Start a staged rollout of a release to a cohort", "operator", Some("RolloutRequest"), "201")},
+        "/api/v1/rollouts/{id}": {"parameters": [param("id", "path", "string")],
+            "get": op("A rollout with per-stage counts and time to 50/90/100 % updated", "auditor", None, "200")},
+        "/api/v1/rollouts/{id}/{action}": {"parameters": [param("id", "path", "string"), param("action", "path", "string")],
+            "post": op("pause, resume or abort a rollout (at once)", "operator", None, "200")},
+        "/api/v1/devices/{urn}/tags": {"parameters": [param("urn", "path", "string")],
+            "put": op("Set a device's tags (rollout cohorts)", "operator", Some("DeviceTags"), "200")},
+        "/api/v1/director/key": {"get": op("The director's public key devices are provisioned with", "auditor", None, "200")}
+    });
+    extend(d, schemas, paths);
+}
+
+/// Adds schemas and paths to the document.
+fn extend(d: &mut Value, schemas: Value, paths: Value) {
+    for (at, add) in [
+        (&["components", "schemas"][..], schemas),
+        (&["paths"][..], paths),
+    ] {
+        let mut node = &mut *d;
+        for k in at {
+            node = &mut node[*k];
+        }
+        if let (Some(o), Value::Object(add)) = (node.as_object_mut(), add) {
+            o.extend(add);
+        }
+    }
 }
 
 /// The vulnerability-management part: firmware, SBOMs, advisories, findings, triage, VEX.
@@ -125,15 +171,7 @@ fn inventory(d: &mut Value) {
             "summary": "VEX document: openvex (default), cyclonedx or csaf", "description": "Requires role `auditor` or higher.",
             "security": [{"bearer": []}], "responses": {"200": {"description": "success"}, "400": {"$ref": "#/components/responses/Problem"}}}}
     });
-    if let (Some(s), Some(add)) = (
-        d["components"]["schemas"].as_object_mut(),
-        schemas.as_object(),
-    ) {
-        s.extend(add.clone());
-    }
-    if let (Some(p), Some(add)) = (d["paths"].as_object_mut(), paths.as_object()) {
-        p.extend(add.clone());
-    }
+    extend(d, schemas, paths);
 }
 
 #[cfg(test)]
@@ -151,6 +189,8 @@ mod tests {
             "/api/v1/findings/triage",
             "/api/v1/vulnerabilities/{id}/affected-devices",
             "/api/v1/vex",
+            "/api/v1/rollouts/{id}/{action}",
+            "/api/v1/director/key",
         ] {
             assert!(paths.contains_key(p), "{p}");
         }
