@@ -44,6 +44,7 @@ pub enum AuditAction {
     UpdateReported,
     DeviceTagged,
     TufMetadataChanged,
+    RiskDocumentChanged,
 }
 
 impl AuditAction {
@@ -74,6 +75,7 @@ impl AuditAction {
             AuditAction::UpdateReported => "update.reported",
             AuditAction::DeviceTagged => "device.tagged",
             AuditAction::TufMetadataChanged => "tuf.metadata-changed",
+            AuditAction::RiskDocumentChanged => "risk.document-changed",
         }
     }
 }

@@ -75,6 +75,9 @@ pub enum Command {
     /// Vulnerability management: advisory import, matching, findings, triage, affected devices.
     #[command(subcommand)]
     Vuln(VulnCmd),
+    /// Cybersecurity risk management: trust-relationship inventory, threats, risk register.
+    #[command(subcommand)]
+    Risk(RiskCmd),
     /// The TUF image repository: keys, root rotation, key revocation.
     #[command(subcommand)]
     Tuf(TufCmd),
@@ -538,6 +541,89 @@ pub enum RolloutCmd {
     },
     Abort {
         id: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RiskCmd {
+    /// Store a model's trust-relationship inventory (TOML); a file with errors stores nothing.
+    SetInventory {
+        #[arg(long)]
+        model: String,
+        file: PathBuf,
+    },
+    /// Store a model's risk register (TOML).
+    SetRegister {
+        #[arg(long)]
+        model: String,
+        file: PathBuf,
+    },
+    /// Replace the acceptability policy (severity / exploitability levels and matrix, TOML).
+    SetPolicy { file: PathBuf },
+    /// Replace the threat rule set (TOML).
+    SetRules { file: PathBuf },
+    /// Print a stored document: inventory or register (per model), policy or rules.
+    Get {
+        /// inventory, register, policy or rules
+        doc: String,
+        #[arg(long)]
+        model: Option<String>,
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Findings computed from the inventory, the model's certificates and firmware support.
+    Findings {
+        #[arg(long)]
+        model: String,
+        /// Certificates expiring within this many days are findings.
+        #[arg(long, default_value_t = 30)]
+        expiry_days: u32,
+    },
+    /// STRIDE threats generated from the inventory by the rules.
+    Threats {
+        #[arg(long)]
+        model: String,
+    },
+    /// The register rated by the policy: initial and residual risk, controlled, sign-off state.
+    Assess {
+        #[arg(long)]
+        model: String,
+    },
+    /// Sign off a register entry (binds you, now and a hash of its inputs and the policy).
+    Signoff {
+        #[arg(long)]
+        model: String,
+        #[arg(long)]
+        risk: String,
+    },
+    /// Threat <-> control <-> test <-> finding, and the gaps.
+    Trace {
+        #[arg(long)]
+        model: String,
+        #[arg(long, default_value_t = 30)]
+        expiry_days: u32,
+    },
+    /// The risk management report.
+    Report {
+        #[arg(long)]
+        model: String,
+        #[arg(long, default_value = "markdown", value_parser = ["markdown", "html", "json", "text"])]
+        format: String,
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[arg(long, default_value_t = 30)]
+        expiry_days: u32,
+    },
+    /// Turn an OWASP Threat Dragon v2 model into an inventory (printed as TOML, or stored with
+    /// --store) and list its threats.
+    ImportThreatDragon {
+        #[arg(long)]
+        model: String,
+        file: PathBuf,
+        #[arg(long)]
+        store: bool,
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
 }
 

@@ -5,6 +5,7 @@ mod cli;
 mod config;
 mod inventory;
 mod keys;
+mod risk;
 mod serve;
 mod updates;
 mod vuln;
@@ -153,6 +154,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Vex(c) => inventory::vex_cmd(&app, c).await,
         Command::Rollout(c) => updates::rollout_cmd(&app, c).await,
         Command::Tuf(c) => updates::tuf_cmd(&app, c).await,
+        Command::Risk(c) => risk::risk_cmd(&app, c).await,
         Command::Release(c) => updates::release_cmd(&app, c).await,
         Command::Director(c) => updates::director_cmd(&app, c).await,
         Command::Token(c) => token_cmd(&app, c).await,

@@ -103,6 +103,9 @@ pub async fn run(app: App, args: &ServeArgs) -> Result<()> {
     let (publisher, namespace) = crate::inventory::publisher(&app.cfg);
     let director = Arc::new(crate::updates::director(&app)?);
     let tuf_dir = app.data_dir.join("tuf");
+    let risk = Arc::new(medsec_risk::service::RiskService::new(Arc::new(
+        app.store.clone(),
+    )));
     let (tuf_keys, tuf_dir_job) = (app.keys.clone(), tuf_dir.clone());
     let idevid_cas = match &cfg.idevid_ca {
         Some(p) => {
@@ -125,6 +128,7 @@ pub async fn run(app: App, args: &ServeArgs) -> Result<()> {
         AppState::new(app.ca, default_profile, auth)
             .with_inventory(Arc::new(app.inv), publisher, namespace)
             .with_updates(director, Some(tuf_dir))
+            .with_risk(risk)
             .with_idevid_cas(idevid_cas)
             .with_ocsp_cache_ttl(std::time::Duration::from_secs(cfg.ocsp_cache_secs))
             .with_rate_limit(cfg.est_rate_per_sec, cfg.est_rate_burst),

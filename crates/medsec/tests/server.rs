@@ -1354,3 +1354,148 @@ fn vulnerability_api_and_device_firmware_report() {
     ]);
     assert_eq!(code, "200", "{body}");
 }
+
+#[test]
+fn risk_api_roles_and_documents() {
+    let env = Env::new();
+    let srv = start(&env);
+    let api = |p: &str| format!("https://{}/api/v1/{p}", srv.https);
+    let tok = |role: &str| {
+        env.json(&[
+            "apitoken",
+            "create",
+            "--name",
+            &format!("r-{role}"),
+            "--role",
+            role,
+        ])["token"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let (admin, operator, auditor) = (tok("admin"), tok("operator"), tok("auditor"));
+    let h = |t: &str| format!("Authorization: Bearer {t}");
+    let file = |p: &str| {
+        format!(
+            "@{}",
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../..")
+                .join(p)
+                .display()
+        )
+    };
+    let inv_url = api("models/infusion-pump-x2/risk/inventory");
+    let inv = file("examples/infusion-pump/inventory.toml");
+    let (_, code) = curl(
+        &env,
+        &[
+            "--cacert",
+            "root.pem",
+            "-X",
+            "PUT",
+            "-H",
+            &h(&auditor),
+            "--data-binary",
+            &inv,
+            &inv_url,
+        ],
+    );
+    assert_eq!(code, "403");
+    let (body, code) = curl(
+        &env,
+        &[
+            "--cacert",
+            "root.pem",
+            "-X",
+            "PUT",
+            "-H",
+            &h(&operator),
+            "--data-binary",
+            &inv,
+            &inv_url,
+        ],
+    );
+    assert_eq!(code, "200", "{body}");
+    let bad = file("crates/risk/tests/data/dangling_endpoint_reference.toml");
+    let (body, code) = curl(
+        &env,
+        &[
+            "--cacert",
+            "root.pem",
+            "-X",
+            "PUT",
+            "-H",
+            &h(&operator),
+            "--data-binary",
+            &bad,
+            &inv_url,
+        ],
+    );
+    assert_eq!(code, "400", "{body}");
+    contains(&body, "line 26");
+    let (body, code) = curl(
+        &env,
+        &[
+            "--cacert",
+            "root.pem",
+            "-H",
+            &h(&auditor),
+            &api("models/infusion-pump-x2/risk/findings"),
+        ],
+    );
+    assert_eq!(code, "200", "{body}");
+    contains(&body, "plaintext-link");
+    let (body, code) = curl(
+        &env,
+        &[
+            "--cacert",
+            "root.pem",
+            "-H",
+            &h(&auditor),
+            &api("models/infusion-pump-x2/risk/report?format=html"),
+        ],
+    );
+    assert_eq!(code, "200");
+    contains(&body, "<table");
+    // The policy shapes every rating: admins only.
+    let (policy, _) = curl(
+        &env,
+        &[
+            "--cacert",
+            "root.pem",
+            "-H",
+            &h(&auditor),
+            &api("risk/policy"),
+        ],
+    );
+    let (_, code) = curl(
+        &env,
+        &[
+            "--cacert",
+            "root.pem",
+            "-X",
+            "PUT",
+            "-H",
+            &h(&operator),
+            "--data-binary",
+            &policy,
+            &api("risk/policy"),
+        ],
+    );
+    assert_eq!(code, "403");
+    let (body, code) = curl(
+        &env,
+        &[
+            "--cacert",
+            "root.pem",
+            "-X",
+            "PUT",
+            "-H",
+            &h(&admin),
+            "--data-binary",
+            &policy,
+            &api("risk/policy"),
+        ],
+    );
+    assert_eq!(code, "200", "{body}");
+}

@@ -41,6 +41,7 @@ pub fn router<S: CaStore + 'static>(state: Arc<AppState<S>>) -> Router {
         .merge(crate::api::router::<S>())
         .merge(crate::inventory_api::router::<S>())
         .merge(crate::updates_api::api_router::<S>())
+        .merge(crate::risk_api::router::<S>())
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::from_fn(crate::limit::deadline))
         .with_state(state)

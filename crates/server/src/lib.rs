@@ -14,6 +14,7 @@ mod limit;
 mod openapi;
 mod pki;
 mod problem;
+mod risk_api;
 mod state;
 mod tls;
 mod updates_api;
@@ -22,6 +23,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 pub use problem::Problem;
+pub use risk_api::risk_inputs;
 pub use state::{AppState, RevocationWatch};
 pub use tls::{ServerIdentity, device_tls_config, est_tls_config};
 pub use updates_api::check_tags;

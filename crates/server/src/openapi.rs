@@ -29,7 +29,7 @@ pub fn document() -> Value {
     let mut d = json!({
         "openapi": "3.1.0",
         "info": {"title": "medsec admin API", "version": env!("CARGO_PKG_VERSION"),
-                 "description": "Device PKI administration, vulnerability management and secure updates. Errors are RFC 9457 problem+json."},
+                 "description": "Device PKI administration, vulnerability management, secure updates and risk management. Errors are RFC 9457 problem+json."},
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "description": "API token `mst_<id>_<secret>` created with `medsec apitoken create`"}},
             "responses": {"Problem": {"description": "error", "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}}},
@@ -71,7 +71,30 @@ pub fn document() -> Value {
     });
     inventory(&mut d);
     updates(&mut d);
+    risk(&mut d);
     d
+}
+
+/// Risk management: documents per model and global, computed views, sign-off, report.
+fn risk(d: &mut Value) {
+    let toml_put = |summary: &str, role: &str| {
+        let mut o = op(summary, role, None, "200");
+        o["requestBody"] = json!({"required": true, "content": {"application/toml": {"schema": {"type": "string"}}}});
+        o
+    };
+    let paths = json!({
+        "/api/v1/models/{model}/risk/{doc}": {"parameters": [param("model", "path", "string"), param("doc", "path", "string"), param("expiry_days", "query", "integer")],
+            "get": op("inventory or register (TOML as stored); findings, threats, assessment or trace (JSON, computed)", "auditor", None, "200"),
+            "put": toml_put("Store the model's inventory or register (TOML; a file with errors stores nothing and the error names line and field)", "operator")},
+        "/api/v1/models/{model}/risk/signoff": {"parameters": [param("model", "path", "string")],
+            "post": op("Sign off a register entry ({\"risk\": \"R-001\"}); invalidated when its inputs or the policy change", "admin", None, "201")},
+        "/api/v1/models/{model}/risk/report": {"parameters": [param("model", "path", "string"), param("format", "query", "string")],
+            "get": op("Risk management report: html (default), markdown or json", "auditor", None, "200")},
+        "/api/v1/risk/{doc}": {"parameters": [param("doc", "path", "string")],
+            "get": op("The acceptability policy or the threat rule set (TOML)", "auditor", None, "200"),
+            "put": toml_put("Replace the policy or the rules (registers are re-rated)", "admin")}
+    });
+    extend(d, json!({}), paths);
 }
 
 /// Secure updates: releases, rollouts, device tags, the director's key.
@@ -191,6 +214,8 @@ mod tests {
             "/api/v1/vex",
             "/api/v1/rollouts/{id}/{action}",
             "/api/v1/director/key",
+            "/api/v1/models/{model}/risk/signoff",
+            "/api/v1/risk/{doc}",
         ] {
             assert!(paths.contains_key(p), "{p}");
         }

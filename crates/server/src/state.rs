@@ -34,6 +34,8 @@ pub struct AppState<S> {
     pub director: Option<Arc<medsec_updates::Director>>,
     /// The TUF repository directory served under `/tuf/` (plain HTTP: the metadata is signed).
     pub tuf_dir: Option<std::path::PathBuf>,
+    /// Risk management; its routes answer 503 when absent.
+    pub risk: Option<Arc<medsec_risk::service::RiskService>>,
 }
 
 impl<S: CaStore> AppState<S> {
@@ -57,7 +59,14 @@ impl<S: CaStore> AppState<S> {
             vex_namespace: "urn:medsec:publisher:medsec".into(),
             director: None,
             tuf_dir: None,
+            risk: None,
         }
+    }
+
+    /// Serves risk management.
+    pub fn with_risk(mut self, risk: Arc<medsec_risk::service::RiskService>) -> Self {
+        self.risk = Some(risk);
+        self
     }
 
     /// Serves secure updates: the director's instructions and the TUF repository in `tuf_dir`.

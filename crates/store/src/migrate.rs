@@ -37,6 +37,11 @@ pub(crate) const SQLITE: &[Migration] = &[
         name: "updates",
         sql: include_str!("../migrations/sqlite/0005_updates.sql"),
     },
+    Migration {
+        version: 6,
+        name: "risk",
+        sql: include_str!("../migrations/sqlite/0006_risk.sql"),
+    },
 ];
 
 fn be(e: sqlx::Error) -> StoreError {

@@ -25,6 +25,19 @@ fn release_from(r: &SqliteRow) -> Result<ReleaseRecord, StoreError> {
     })
 }
 
+fn report_from(r: &SqliteRow) -> Result<DeviceReport, StoreError> {
+    Ok(DeviceReport {
+        device: r.try_get("device").map_err(be)?,
+        status: r
+            .try_get::<String, _>("status")
+            .map_err(be)?
+            .parse()
+            .map_err(|e| corrupt("update status", e))?,
+        detail: r.try_get("detail").map_err(be)?,
+        at: r.try_get("at").map_err(be)?,
+    })
+}
+
 fn rollout_from(body: &str) -> Result<Rollout, StoreError> {
     serde_json::from_str(body).map_err(|e| corrupt("rollout", e))
 }
@@ -251,19 +264,23 @@ impl UpdateStore for SqliteStore {
         .fetch_all(self.pool())
         .await
         .map_err(be)?;
-        rows.iter()
-            .map(|r| {
-                Ok(DeviceReport {
-                    device: r.try_get("device").map_err(be)?,
-                    status: r
-                        .try_get::<String, _>("status")
-                        .map_err(be)?
-                        .parse()
-                        .map_err(|e| corrupt("update status", e))?,
-                    detail: r.try_get("detail").map_err(be)?,
-                    at: r.try_get("at").map_err(be)?,
-                })
-            })
-            .collect()
+        rows.iter().map(report_from).collect()
+    }
+    async fn device_report(
+        &self,
+        rollout: &str,
+        device: &str,
+    ) -> Result<Option<DeviceReport>, StoreError> {
+        sqlx::query(
+            "SELECT device, status, detail, at FROM update_reports WHERE rollout = ? AND device = ?
+             ORDER BY id DESC LIMIT 1",
+        )
+        .bind(rollout)
+        .bind(device)
+        .fetch_optional(self.pool())
+        .await
+        .map_err(be)?
+        .map(|r| report_from(&r))
+        .transpose()
     }
 }

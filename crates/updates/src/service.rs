@@ -80,6 +80,12 @@ pub trait UpdateStore: Send + Sync {
     /// The newest report of each device for a rollout, with the time each device first
     /// confirmed (for time-to-X% metrics).
     async fn latest_reports(&self, rollout: &str) -> Result<Vec<DeviceReport>, StoreError>;
+    /// One device's newest report for a rollout (the path every device poll takes).
+    async fn device_report(
+        &self,
+        rollout: &str,
+        device: &str,
+    ) -> Result<Option<DeviceReport>, StoreError>;
 }
 
 /// Per-stage counts and fleet metrics of one rollout.
@@ -268,10 +274,9 @@ impl Director {
             }
             let done = self
                 .store
-                .latest_reports(&r.id)
+                .device_report(&r.id, &urn)
                 .await?
-                .into_iter()
-                .any(|x| x.device == urn && x.status == UpdateStatus::Confirmed);
+                .is_some_and(|x| x.status == UpdateStatus::Confirmed);
             if done {
                 continue;
             }
