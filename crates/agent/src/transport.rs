@@ -293,7 +293,7 @@ fn describe_tls(e: &rustls::Error) -> String {
 }
 
 /// `e: cause: cause` on one line.
-fn chain_text(e: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn chain_text(e: &(dyn std::error::Error + 'static)) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
     while let Some(c) = cur {

@@ -27,6 +27,7 @@ use super::http::{NetError, RepoTransport};
 use super::store::{Floors, UpdateDir};
 use super::{Refusal, UpdateLimits, refused};
 use crate::AgentError;
+use crate::transport::chain_text;
 
 /// Loads and verifies the repository; on success the newest root and the role floors are
 /// persisted before anything is returned.
@@ -246,18 +247,4 @@ pub(crate) fn classify(e: &tough::error::Error, what: &str) -> AgentError {
         },
         (None, None) => refused(Refusal::Metadata, format!("{what}: {text}")),
     }
-}
-
-fn chain_text(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let t = c.to_string();
-        if !s.contains(&t) {
-            s.push_str(": ");
-            s.push_str(&t);
-        }
-        cur = c.source();
-    }
-    s
 }
