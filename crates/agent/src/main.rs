@@ -88,7 +88,12 @@ enum Command {
         serial: String,
         /// The one-time enrollment token. Prefer --token-file or MEDSEC_AGENT_TOKEN: command
         /// lines are visible to other users of the machine.
-        #[arg(long, env = "MEDSEC_AGENT_TOKEN", hide_env_values = true)]
+        #[arg(
+            long,
+            env = "MEDSEC_AGENT_TOKEN",
+            hide_env_values = true,
+            allow_hyphen_values = true
+        )]
         token: Option<String>,
         /// File whose first line is the token.
         #[arg(long, conflicts_with = "token")]
@@ -560,4 +565,32 @@ fn enroll_args(cmd: &Command) -> Result<(DeviceSerial, String)> {
         bail!("the enrollment token is empty");
     }
     Ok((serial, token))
+}
+
+#[cfg(test)]
+mod cli_tests {
+    use super::*;
+
+    #[test]
+    fn a_token_may_start_with_a_hyphen() {
+        // Tokens are random base64url: one in 64 starts with '-'.
+        let cli = Cli::try_parse_from([
+            "medsec-agent",
+            "enroll",
+            "--serial",
+            "SN-1",
+            "--token",
+            "-3rIssUdwULpl3zW5seA1ElaB0xvhswJRAK6sli5M3c",
+        ])
+        .unwrap();
+        match cli.command {
+            Command::Enroll { token, .. } => {
+                assert_eq!(
+                    token.as_deref(),
+                    Some("-3rIssUdwULpl3zW5seA1ElaB0xvhswJRAK6sli5M3c")
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+    }
 }
