@@ -631,13 +631,8 @@ impl Inventory {
         let mut out = Vec::new();
         for (model, versions) in open {
             let versions: Vec<FirmwareVersion> = versions.into_iter().collect();
-            for device in self.store.devices_on_firmware(&model, &versions).await? {
-                if let Some((fw, _)) = self.store.device_firmware(&device).await? {
-                    out.push(AffectedDevice {
-                        device,
-                        firmware: fw,
-                    });
-                }
+            for (device, firmware) in self.store.devices_on_firmware(&model, &versions).await? {
+                out.push(AffectedDevice { device, firmware });
             }
         }
         Ok(out)

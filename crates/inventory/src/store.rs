@@ -97,10 +97,10 @@ pub trait InventoryStore: Send + Sync {
         &self,
         device: &DeviceId,
     ) -> Result<Option<(FirmwareVersion, OffsetDateTime)>, StoreError>;
-    /// Active (not retired) devices of `model` running one of `versions`.
+    /// Active (not retired) devices of `model` running one of `versions`, with the version.
     async fn devices_on_firmware(
         &self,
         model: &DeviceModel,
         versions: &[FirmwareVersion],
-    ) -> Result<Vec<DeviceId>, StoreError>;
+    ) -> Result<Vec<(DeviceId, FirmwareVersion)>, StoreError>;
 }

@@ -676,12 +676,12 @@ impl InventoryStore for SqliteStore {
         &self,
         model: &DeviceModel,
         versions: &[FirmwareVersion],
-    ) -> Result<Vec<DeviceId>, StoreError> {
+    ) -> Result<Vec<(DeviceId, FirmwareVersion)>, StoreError> {
         if versions.is_empty() {
             return Ok(Vec::new());
         }
         let mut q = QueryBuilder::<Sqlite>::new(
-            "SELECT f.serial FROM device_firmware f JOIN devices d ON d.model = f.model AND d.serial = f.serial
+            "SELECT f.serial, f.version FROM device_firmware f JOIN devices d ON d.model = f.model AND d.serial = f.serial
              WHERE d.status = 'active' AND f.model = ",
         );
         q.push_bind(model.as_str()).push(" AND f.version IN (");
@@ -690,17 +690,19 @@ impl InventoryStore for SqliteStore {
             sep.push_bind(v.as_str());
         }
         sep.push_unseparated(") ORDER BY f.serial");
-        let serials: Vec<String> = q
-            .build_query_scalar()
+        let rows: Vec<(String, String)> = q
+            .build_query_as()
             .fetch_all(self.pool())
             .await
             .map_err(be)?;
-        serials
-            .iter()
-            .map(|s| {
-                Ok(DeviceId::new(
-                    model.clone(),
-                    DeviceSerial::parse(s).map_err(|e| corrupt("device serial", e))?,
+        rows.iter()
+            .map(|(serial, v)| {
+                Ok((
+                    DeviceId::new(
+                        model.clone(),
+                        DeviceSerial::parse(serial).map_err(|e| corrupt("device serial", e))?,
+                    ),
+                    parsed("firmware version", v)?,
                 ))
             })
             .collect()
