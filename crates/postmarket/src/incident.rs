@@ -1,0 +1,514 @@
+//! Incidents: status workflow, timeline, affected devices and models, links to vulnerabilities
+//! and risks, and the [`IncidentBook`] that turns detections into incidents.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use medsec_core::{Actor, DeviceId, DeviceModel};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::PostmarketError;
+use crate::event::EventId;
+use crate::rules::{Detection, RuleId};
+
+/// Incident number, unique within one [`IncidentBook`]; rendered `INC-000042`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct IncidentId(pub u64);
+
+impl fmt::Display for IncidentId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "INC-{:06}", self.0)
+    }
+}
+
+/// Incident response phases (NIST SP 800-61 style), strictly in this order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum IncidentStatus {
+    New,
+    Triage,
+    Contained,
+    Eradicated,
+    Recovered,
+    Closed,
+}
+
+impl IncidentStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IncidentStatus::New => "new",
+            IncidentStatus::Triage => "triage",
+            IncidentStatus::Contained => "contained",
+            IncidentStatus::Eradicated => "eradicated",
+            IncidentStatus::Recovered => "recovered",
+            IncidentStatus::Closed => "closed",
+        }
+    }
+
+    /// Allowed moves: one step forward, or triage -> closed to dismiss a false positive
+    /// without pretending it was contained and eradicated.
+    pub fn can_move_to(self, to: IncidentStatus) -> bool {
+        use IncidentStatus::*;
+        matches!(
+            (self, to),
+            (New, Triage)
+                | (Triage, Contained)
+                | (Triage, Closed)
+                | (Contained, Eradicated)
+                | (Eradicated, Recovered)
+                | (Recovered, Closed)
+        )
+    }
+}
+
+impl fmt::Display for IncidentStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A reference to a record kept elsewhere (a vulnerability id such as `CVE-2026-1234`, a risk
+/// register id): 1..=64 of `[A-Za-z0-9._:-]`, so it can be shown and linked without escaping.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Reference(String);
+
+impl Reference {
+    pub fn parse(s: &str) -> Result<Self, PostmarketError> {
+        let ok = !s.is_empty()
+            && s.len() <= 64
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'));
+        if ok {
+            Ok(Reference(s.to_owned()))
+        } else {
+            Err(PostmarketError::Invalid {
+                what: "reference",
+                message: format!("{s:?} must be 1 to 64 of A-Z, a-z, 0-9, '.', '_', ':', '-'"),
+            })
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for Reference {
+    type Error = PostmarketError;
+    fn try_from(s: String) -> Result<Self, PostmarketError> {
+        Reference::parse(&s)
+    }
+}
+
+impl From<Reference> for String {
+    fn from(v: Reference) -> String {
+        v.0
+    }
+}
+
+impl fmt::Display for Reference {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A human note on the timeline: 1..=4000 characters, no control characters except newlines.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Note(String);
+
+impl Note {
+    pub fn parse(s: &str) -> Result<Self, PostmarketError> {
+        if s.trim().is_empty() || s.len() > 4000 || s.chars().any(|c| c.is_control() && c != '\n') {
+            return Err(PostmarketError::Invalid {
+                what: "note",
+                message: "must be 1 to 4000 characters without control characters".into(),
+            });
+        }
+        Ok(Note(s.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for Note {
+    type Error = PostmarketError;
+    fn try_from(s: String) -> Result<Self, PostmarketError> {
+        Note::parse(&s)
+    }
+}
+
+impl From<Note> for String {
+    fn from(v: Note) -> String {
+        v.0
+    }
+}
+
+/// What a timeline entry records.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum TimelineKind {
+    /// A detection was attached (it opened or updated the incident).
+    Detection {
+        rule: RuleId,
+        device: DeviceId,
+        events: Vec<EventId>,
+    },
+    StatusChanged {
+        from: IncidentStatus,
+        to: IncidentStatus,
+    },
+    OwnerAssigned {
+        owner: Actor,
+    },
+    VulnerabilityLinked {
+        vulnerability: Reference,
+    },
+    RiskLinked {
+        risk: Reference,
+    },
+    /// A response action taken or a finding, in words.
+    Action {
+        note: Note,
+    },
+}
+
+/// One dated, attributed timeline entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TimelineEntry {
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    pub by: Actor,
+    pub what: TimelineKind,
+}
+
+/// One incident. Fields are read-only from outside so the timeline always records changes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Incident {
+    id: IncidentId,
+    title: String,
+    rule: RuleId,
+    model: DeviceModel,
+    status: IncidentStatus,
+    owner: Option<Actor>,
+    #[serde(with = "time::serde::rfc3339")]
+    opened_at: OffsetDateTime,
+    /// Keyed by URN because `DeviceId` has no order; the URN gives a stable listing order.
+    devices: BTreeMap<String, DeviceId>,
+    models: BTreeSet<DeviceModel>,
+    vulnerabilities: BTreeSet<Reference>,
+    risks: BTreeSet<Reference>,
+    timeline: Vec<TimelineEntry>,
+}
+
+impl Incident {
+    pub fn id(&self) -> IncidentId {
+        self.id
+    }
+    pub fn title(&self) -> &str {
+        &self.title
+    }
+    pub fn rule(&self) -> &RuleId {
+        &self.rule
+    }
+    pub fn model(&self) -> &DeviceModel {
+        &self.model
+    }
+    pub fn status(&self) -> IncidentStatus {
+        self.status
+    }
+    pub fn owner(&self) -> Option<&Actor> {
+        self.owner.as_ref()
+    }
+    pub fn opened_at(&self) -> OffsetDateTime {
+        self.opened_at
+    }
+    /// Affected devices, in URN order.
+    pub fn devices(&self) -> impl Iterator<Item = &DeviceId> {
+        self.devices.values()
+    }
+    pub fn models(&self) -> &BTreeSet<DeviceModel> {
+        &self.models
+    }
+    pub fn vulnerabilities(&self) -> &BTreeSet<Reference> {
+        &self.vulnerabilities
+    }
+    pub fn risks(&self) -> &BTreeSet<Reference> {
+        &self.risks
+    }
+    pub fn timeline(&self) -> &[TimelineEntry] {
+        &self.timeline
+    }
+    pub fn is_open(&self) -> bool {
+        self.status != IncidentStatus::Closed
+    }
+
+    fn push(&mut self, at: OffsetDateTime, by: Actor, what: TimelineKind) {
+        self.timeline.push(TimelineEntry { at, by, what });
+    }
+
+    /// Moves the incident along the workflow, refusing illegal transitions.
+    pub fn transition(
+        &mut self,
+        to: IncidentStatus,
+        by: Actor,
+        at: OffsetDateTime,
+    ) -> Result<(), PostmarketError> {
+        if !self.status.can_move_to(to) {
+            return Err(PostmarketError::IllegalTransition {
+                from: self.status,
+                to,
+            });
+        }
+        let from = self.status;
+        self.status = to;
+        self.push(at, by, TimelineKind::StatusChanged { from, to });
+        Ok(())
+    }
+
+    pub fn assign(&mut self, owner: Actor, by: Actor, at: OffsetDateTime) {
+        self.owner = Some(owner.clone());
+        self.push(at, by, TimelineKind::OwnerAssigned { owner });
+    }
+
+    /// Links a vulnerability; linking the same one twice adds nothing.
+    pub fn link_vulnerability(&mut self, v: Reference, by: Actor, at: OffsetDateTime) {
+        if self.vulnerabilities.insert(v.clone()) {
+            self.push(
+                at,
+                by,
+                TimelineKind::VulnerabilityLinked { vulnerability: v },
+            );
+        }
+    }
+
+    /// Links a risk register entry; linking the same one twice adds nothing.
+    pub fn link_risk(&mut self, r: Reference, by: Actor, at: OffsetDateTime) {
+        if self.risks.insert(r.clone()) {
+            self.push(at, by, TimelineKind::RiskLinked { risk: r });
+        }
+    }
+
+    /// Records a response action or finding.
+    pub fn record_action(&mut self, note: Note, by: Actor, at: OffsetDateTime) {
+        self.push(at, by, TimelineKind::Action { note });
+    }
+
+    /// Marks another model affected (e.g. after triage shows shared firmware).
+    pub fn add_model(&mut self, model: DeviceModel) {
+        self.models.insert(model);
+    }
+
+    fn attach(&mut self, d: &Detection) {
+        self.devices.insert(d.device.urn(), d.device.clone());
+        self.models.insert(d.device.model.clone());
+        self.push(
+            d.at,
+            Actor::system(),
+            TimelineKind::Detection {
+                rule: d.rule.clone(),
+                device: d.device.clone(),
+                events: d.events.clone(),
+            },
+        );
+    }
+}
+
+/// Whether [`IncidentBook::record`] opened a new incident or updated an open one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recorded {
+    Opened(IncidentId),
+    Updated(IncidentId),
+}
+
+impl Recorded {
+    pub fn id(self) -> IncidentId {
+        match self {
+            Recorded::Opened(id) | Recorded::Updated(id) => id,
+        }
+    }
+}
+
+/// All incidents, with the index that groups detections: one open incident per rule+model.
+#[derive(Debug, Clone, Default)]
+pub struct IncidentBook {
+    incidents: BTreeMap<IncidentId, Incident>,
+    open: BTreeMap<(RuleId, DeviceModel), IncidentId>,
+    next: u64,
+}
+
+impl IncidentBook {
+    pub fn new() -> Self {
+        IncidentBook::default()
+    }
+
+    /// Attaches a detection to the open incident for its rule and device model, or opens one.
+    /// Grouping by model (not device) because a fleet-wide attack is one incident to manage.
+    pub fn record(&mut self, d: &Detection) -> Recorded {
+        let key = (d.rule.clone(), d.device.model.clone());
+        if let Some(id) = self.open.get(&key).copied()
+            && let Some(inc) = self.incidents.get_mut(&id)
+            && inc.is_open()
+        {
+            inc.attach(d);
+            return Recorded::Updated(id);
+        }
+        self.next += 1;
+        let id = IncidentId(self.next);
+        let mut inc = Incident {
+            id,
+            title: d.title.clone(),
+            rule: d.rule.clone(),
+            model: d.device.model.clone(),
+            status: IncidentStatus::New,
+            owner: None,
+            opened_at: d.at,
+            devices: BTreeMap::new(),
+            models: BTreeSet::new(),
+            vulnerabilities: BTreeSet::new(),
+            risks: BTreeSet::new(),
+            timeline: Vec::new(),
+        };
+        inc.attach(d);
+        self.incidents.insert(id, inc);
+        self.open.insert(key, id);
+        Recorded::Opened(id)
+    }
+
+    pub fn get(&self, id: IncidentId) -> Option<&Incident> {
+        self.incidents.get(&id)
+    }
+
+    pub fn get_mut(&mut self, id: IncidentId) -> Option<&mut Incident> {
+        self.incidents.get_mut(&id)
+    }
+
+    /// Changes status through the book so the open-incident index stays right on close.
+    pub fn transition(
+        &mut self,
+        id: IncidentId,
+        to: IncidentStatus,
+        by: Actor,
+        at: OffsetDateTime,
+    ) -> Result<(), PostmarketError> {
+        let inc = self
+            .incidents
+            .get_mut(&id)
+            .ok_or_else(|| PostmarketError::UnknownIncident(id.to_string()))?;
+        inc.transition(to, by, at)?;
+        if !inc.is_open() {
+            self.open.retain(|_, v| *v != id);
+        }
+        Ok(())
+    }
+
+    pub fn incidents(&self) -> impl Iterator<Item = &Incident> {
+        self.incidents.values()
+    }
+
+    pub fn open_incidents(&self) -> impl Iterator<Item = &Incident> {
+        self.incidents.values().filter(|i| i.is_open())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Severity;
+    use medsec_core::DeviceSerial;
+    use time::macros::datetime;
+
+    fn det(model: &str, serial: &str, rule: &str) -> Detection {
+        Detection {
+            rule: RuleId::parse(rule).unwrap(),
+            title: "t".into(),
+            severity: Severity::High,
+            device: DeviceId::new(
+                DeviceModel::parse(model).unwrap(),
+                DeviceSerial::parse(serial).unwrap(),
+            ),
+            at: datetime!(2026-03-01 10:00 UTC),
+            events: vec![EventId::parse("e1").unwrap()],
+        }
+    }
+
+    #[test]
+    fn workflow_is_enforced() {
+        let mut book = IncidentBook::new();
+        let id = book.record(&det("pump", "1", "tamper")).id();
+        let who = Actor::parse("api:alice").unwrap();
+        let at = datetime!(2026-03-01 11:00 UTC);
+        let err = book
+            .transition(id, IncidentStatus::Contained, who.clone(), at)
+            .unwrap_err();
+        assert!(matches!(
+            err,
+            PostmarketError::IllegalTransition {
+                from: IncidentStatus::New,
+                to: IncidentStatus::Contained
+            }
+        ));
+        for s in [
+            IncidentStatus::Triage,
+            IncidentStatus::Contained,
+            IncidentStatus::Eradicated,
+            IncidentStatus::Recovered,
+            IncidentStatus::Closed,
+        ] {
+            book.transition(id, s, who.clone(), at).unwrap();
+        }
+        assert!(book.transition(id, IncidentStatus::New, who, at).is_err());
+        assert_eq!(book.open_incidents().count(), 0);
+    }
+
+    #[test]
+    fn groups_by_rule_and_model_and_reopens_after_close() {
+        let mut book = IncidentBook::new();
+        let a = book.record(&det("pump", "1", "tamper"));
+        let b = book.record(&det("pump", "2", "tamper"));
+        let c = book.record(&det("monitor", "1", "tamper"));
+        let d = book.record(&det("pump", "1", "other"));
+        assert!(matches!(a, Recorded::Opened(_)));
+        assert_eq!(b, Recorded::Updated(a.id()));
+        assert!(matches!(c, Recorded::Opened(_)));
+        assert!(matches!(d, Recorded::Opened(_)));
+        let inc = book.get(a.id()).unwrap();
+        assert_eq!(inc.devices().count(), 2);
+        assert_eq!(inc.timeline().len(), 2);
+        assert_eq!(a.id().to_string(), "INC-000001");
+
+        let who = Actor::parse("api:alice").unwrap();
+        let at = datetime!(2026-03-02 10:00 UTC);
+        book.transition(a.id(), IncidentStatus::Triage, who.clone(), at)
+            .unwrap();
+        book.transition(a.id(), IncidentStatus::Closed, who, at)
+            .unwrap();
+        let e = book.record(&det("pump", "1", "tamper"));
+        assert!(matches!(e, Recorded::Opened(id) if id != a.id()));
+    }
+
+    #[test]
+    fn links_and_actions_go_on_the_timeline() {
+        let mut book = IncidentBook::new();
+        let id = book.record(&det("pump", "1", "tamper")).id();
+        let who = Actor::parse("api:bob").unwrap();
+        let at = datetime!(2026-03-02 10:00 UTC);
+        let inc = book.get_mut(id).unwrap();
+        inc.assign(who.clone(), who.clone(), at);
+        let cve = Reference::parse("CVE-2026-12345").unwrap();
+        inc.link_vulnerability(cve.clone(), who.clone(), at);
+        inc.link_vulnerability(cve, who.clone(), at);
+        inc.link_risk(Reference::parse("R-7").unwrap(), who.clone(), at);
+        inc.record_action(Note::parse("isolated VLAN").unwrap(), who.clone(), at);
+        assert_eq!(inc.owner(), Some(&who));
+        assert_eq!(inc.vulnerabilities().len(), 1);
+        assert_eq!(inc.timeline().len(), 5);
+        assert!(Reference::parse("bad ref").is_err());
+        assert!(Note::parse("  ").is_err());
+    }
+}
