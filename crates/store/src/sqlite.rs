@@ -412,6 +412,15 @@ impl Chain {
     }
 }
 
+/// Appends the audit entry describing a change and commits the transaction that made it.
+pub(crate) async fn commit_audited(
+    mut tx: sqlx::Transaction<'static, sqlx::Sqlite>,
+    audit: &AuditRecord,
+) -> Result<(), StoreError> {
+    append_audit(&mut tx, audit).await?;
+    tx.commit().await.map_err(be)
+}
+
 /// Appends one audit entry inside the caller's transaction.
 pub(crate) async fn append_audit(
     conn: &mut SqliteConnection,

@@ -15,7 +15,7 @@ use sqlx::{QueryBuilder, Row, Sqlite};
 use time::{Date, OffsetDateTime};
 
 use crate::StoreError;
-use crate::sqlite::{SqliteStore, append_audit, be, corrupt, from_ts, ts};
+use crate::sqlite::{SqliteStore, be, commit_audited, corrupt, from_ts, ts};
 
 const DATE: &[time::format_description::FormatItem<'static>] =
     time::macros::format_description!("[year]-[month]-[day]");
@@ -231,8 +231,7 @@ impl InventoryStore for SqliteStore {
         .execute(&mut *tx)
         .await
         .map_err(be)?;
-        append_audit(&mut tx, audit).await?;
-        tx.commit().await.map_err(be)
+        commit_audited(tx, audit).await
     }
 
     async fn get_firmware(
@@ -351,8 +350,7 @@ impl InventoryStore for SqliteStore {
             });
             q.build().execute(&mut *tx).await.map_err(be)?;
         }
-        append_audit(&mut tx, audit).await?;
-        tx.commit().await.map_err(be)
+        commit_audited(tx, audit).await
     }
 
     async fn get_sbom(
@@ -459,8 +457,7 @@ impl InventoryStore for SqliteStore {
             );
             q.build().execute(&mut *tx).await.map_err(be)?;
         }
-        append_audit(&mut tx, audit).await?;
-        tx.commit().await.map_err(be)
+        commit_audited(tx, audit).await
     }
 
     async fn advisories_raw(&self) -> Result<Vec<Vec<u8>>, StoreError> {
@@ -502,8 +499,7 @@ impl InventoryStore for SqliteStore {
         .execute(&mut *tx)
         .await
         .map_err(be)?;
-        append_audit(&mut tx, audit).await?;
-        tx.commit().await.map_err(be)
+        commit_audited(tx, audit).await
     }
 
     async fn get_kev(&self) -> Result<Option<Vec<u8>>, StoreError> {
@@ -564,8 +560,7 @@ impl InventoryStore for SqliteStore {
             });
             q.build().execute(&mut *tx).await.map_err(be)?;
         }
-        append_audit(&mut tx, audit).await?;
-        tx.commit().await.map_err(be)
+        commit_audited(tx, audit).await
     }
 
     async fn list_findings(
@@ -604,8 +599,7 @@ impl InventoryStore for SqliteStore {
         .execute(&mut *tx)
         .await
         .map_err(be)?;
-        append_audit(&mut tx, audit).await?;
-        tx.commit().await.map_err(be)
+        commit_audited(tx, audit).await
     }
 
     async fn list_decisions(
@@ -652,8 +646,7 @@ impl InventoryStore for SqliteStore {
         .execute(&mut *tx)
         .await
         .map_err(be)?;
-        append_audit(&mut tx, audit).await?;
-        tx.commit().await.map_err(be)
+        commit_audited(tx, audit).await
     }
 
     async fn device_firmware(

@@ -8,7 +8,7 @@ use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
 use crate::StoreError;
-use crate::sqlite::{SqliteStore, append_audit, be, corrupt};
+use crate::sqlite::{SqliteStore, be, commit_audited, corrupt};
 
 fn release_from(r: &SqliteRow) -> Result<ReleaseRecord, StoreError> {
     Ok(ReleaseRecord {
@@ -65,8 +65,7 @@ impl UpdateStore for SqliteStore {
         .execute(&mut *tx)
         .await
         .map_err(be)?;
-        append_audit(&mut tx, audit).await?;
-        tx.commit().await.map_err(be)
+        commit_audited(tx, audit).await
     }
 
     async fn get_release(
@@ -112,8 +111,7 @@ impl UpdateStore for SqliteStore {
         .execute(&mut *tx)
         .await
         .map_err(be)?;
-        append_audit(&mut tx, audit).await?;
-        tx.commit().await.map_err(be)
+        commit_audited(tx, audit).await
     }
 
     async fn update_rollout(&self, r: &Rollout, audit: &AuditRecord) -> Result<(), StoreError> {
@@ -135,8 +133,7 @@ impl UpdateStore for SqliteStore {
                 r.id
             )));
         }
-        append_audit(&mut tx, audit).await?;
-        tx.commit().await.map_err(be)
+        commit_audited(tx, audit).await
     }
 
     async fn get_rollout(&self, id: &str) -> Result<Option<Rollout>, StoreError> {
@@ -204,8 +201,7 @@ impl UpdateStore for SqliteStore {
                 .await
                 .map_err(be)?;
         }
-        append_audit(&mut tx, audit).await?;
-        tx.commit().await.map_err(be)
+        commit_audited(tx, audit).await
     }
 
     async fn device_tags(&self, device: &DeviceId) -> Result<Vec<String>, StoreError> {
@@ -250,8 +246,7 @@ impl UpdateStore for SqliteStore {
             .execute(&mut *tx)
             .await
             .map_err(be)?;
-        append_audit(&mut tx, audit).await?;
-        tx.commit().await.map_err(be)
+        commit_audited(tx, audit).await
     }
 
     async fn latest_reports(&self, rollout: &str) -> Result<Vec<DeviceReport>, StoreError> {
