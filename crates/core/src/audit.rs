@@ -45,6 +45,13 @@ pub enum AuditAction {
     DeviceTagged,
     TufMetadataChanged,
     RiskDocumentChanged,
+    EventsPurged,
+    DetectionRulesChanged,
+    IncidentOpened,
+    IncidentChanged,
+    CvdReportReceived,
+    CvdReportChanged,
+    AdvisoryChanged,
 }
 
 impl AuditAction {
@@ -76,6 +83,13 @@ impl AuditAction {
             AuditAction::DeviceTagged => "device.tagged",
             AuditAction::TufMetadataChanged => "tuf.metadata-changed",
             AuditAction::RiskDocumentChanged => "risk.document-changed",
+            AuditAction::EventsPurged => "events.purged",
+            AuditAction::DetectionRulesChanged => "detection-rules.changed",
+            AuditAction::IncidentOpened => "incident.opened",
+            AuditAction::IncidentChanged => "incident.changed",
+            AuditAction::CvdReportReceived => "cvd.received",
+            AuditAction::CvdReportChanged => "cvd.changed",
+            AuditAction::AdvisoryChanged => "advisory.changed",
         }
     }
 }

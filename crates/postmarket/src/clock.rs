@@ -10,14 +10,14 @@
 
 use std::fmt;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use time::{Duration, OffsetDateTime, UtcOffset};
 
 use crate::PostmarketError;
 use crate::incident::IncidentId;
 
 /// A reporting obligation with a fixed period.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 #[non_exhaustive]
 pub enum Obligation {
@@ -52,6 +52,30 @@ impl Obligation {
         Obligation::FdaCustomerNotification,
         Obligation::FdaFixValidated,
     ];
+
+    /// The kebab-case name used in files, the CLI and the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Obligation::MdrDeathOrSeriousDeterioration => "mdr-death-or-serious-deterioration",
+            Obligation::MdrCouldLeadIfRecurred => "mdr-could-lead-if-recurred",
+            Obligation::ForeignRiskNotice => "foreign-risk-notice",
+            Obligation::FdaCustomerNotification => "fda-customer-notification",
+            Obligation::FdaFixValidated => "fda-fix-validated",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Self, PostmarketError> {
+        Obligation::ALL
+            .into_iter()
+            .find(|o| o.as_str() == s)
+            .ok_or_else(|| PostmarketError::Invalid {
+                what: "obligation",
+                message: format!(
+                    "{s:?} is not one of {}",
+                    Obligation::ALL.map(Obligation::as_str).join(", ")
+                ),
+            })
+    }
 
     pub fn period(self) -> Period {
         match self {

@@ -31,6 +31,15 @@ pub enum PostmarketError {
     /// No incident with this id.
     #[error("unknown incident {0}")]
     UnknownIncident(String),
+    /// No CVD report with this tracking id.
+    #[error("unknown vulnerability report {0}")]
+    UnknownReport(String),
+    /// Someone else changed the same record first; re-read and retry.
+    #[error("changed concurrently: {0}")]
+    Conflict(String),
+    /// The store failed or refused the change.
+    #[error("store: {0}")]
+    Store(#[from] medsec_core::StoreError),
     /// A computed date fell outside the representable range.
     #[error("date out of range while computing {0}")]
     DateOutOfRange(&'static str),

@@ -201,8 +201,9 @@ impl EventKind {
     }
 }
 
-/// One security event as reported by a device, not yet attributed to a device.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// One security event as reported by a device, not yet attributed to a device. It
+/// deserializes without the wire checks because only the store, which wrote it, reads it back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Event {
     pub id: EventId,
     #[serde(with = "time::serde::rfc3339")]

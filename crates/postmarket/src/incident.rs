@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::PostmarketError;
+use crate::clock::{Obligation, RegulatoryClock};
 use crate::event::EventId;
 use crate::rules::{Detection, RuleId};
 
@@ -44,6 +45,27 @@ impl IncidentStatus {
             IncidentStatus::Recovered => "recovered",
             IncidentStatus::Closed => "closed",
         }
+    }
+
+    pub const ALL: [IncidentStatus; 6] = [
+        IncidentStatus::New,
+        IncidentStatus::Triage,
+        IncidentStatus::Contained,
+        IncidentStatus::Eradicated,
+        IncidentStatus::Recovered,
+        IncidentStatus::Closed,
+    ];
+
+    pub fn parse(s: &str) -> Result<Self, PostmarketError> {
+        IncidentStatus::ALL
+            .into_iter()
+            .find(|v| v.as_str() == s)
+            .ok_or_else(|| PostmarketError::Invalid {
+                what: "incident status",
+                message: format!(
+                    "{s:?} is not one of new, triage, contained, eradicated, recovered, closed"
+                ),
+            })
     }
 
     /// Allowed moves: one step forward, or triage -> closed to dismiss a false positive
@@ -149,7 +171,7 @@ impl From<Note> for String {
 }
 
 /// What a timeline entry records.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 #[non_exhaustive]
 pub enum TimelineKind {
@@ -176,10 +198,68 @@ pub enum TimelineKind {
     Action {
         note: Note,
     },
+    /// The reportability decision (each revision is kept here; the newest stands).
+    ReportabilityDecided {
+        decision: Reportability,
+    },
+    /// A reporting obligation was met (report filed, customers told, fix validated).
+    ObligationMet {
+        obligation: Obligation,
+        note: Note,
+    },
+}
+
+/// Whether an incident must be reported, under which obligations, and why. The clocks run
+/// from `aware_at`, the time the manufacturer first became aware.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reportability {
+    pub reportable: bool,
+    pub obligations: BTreeSet<Obligation>,
+    pub rationale: Note,
+    #[serde(with = "time::serde::rfc3339")]
+    pub aware_at: OffsetDateTime,
+}
+
+impl Reportability {
+    /// A decision that holds together: a reportable incident names at least one obligation,
+    /// a non-reportable one names none.
+    pub fn new(
+        reportable: bool,
+        obligations: BTreeSet<Obligation>,
+        rationale: Note,
+        aware_at: OffsetDateTime,
+    ) -> Result<Self, PostmarketError> {
+        if reportable && obligations.is_empty() {
+            return Err(PostmarketError::Invalid {
+                what: "reportability decision",
+                message: "a reportable incident needs at least one obligation".into(),
+            });
+        }
+        if !reportable && !obligations.is_empty() {
+            return Err(PostmarketError::Invalid {
+                what: "reportability decision",
+                message: "a non-reportable incident starts no clock; drop the obligations".into(),
+            });
+        }
+        Ok(Reportability {
+            reportable,
+            obligations,
+            rationale,
+            aware_at: aware_at.to_offset(time::UtcOffset::UTC),
+        })
+    }
+}
+
+/// When an obligation was met.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObligationMet {
+    pub obligation: Obligation,
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
 }
 
 /// One dated, attributed timeline entry.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TimelineEntry {
     #[serde(with = "time::serde::rfc3339")]
     pub at: OffsetDateTime,
@@ -188,7 +268,8 @@ pub struct TimelineEntry {
 }
 
 /// One incident. Fields are read-only from outside so the timeline always records changes.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// It deserializes without checks because only the store, which wrote it, reads it back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Incident {
     id: IncidentId,
     title: String,
@@ -204,9 +285,85 @@ pub struct Incident {
     vulnerabilities: BTreeSet<Reference>,
     risks: BTreeSet<Reference>,
     timeline: Vec<TimelineEntry>,
+    #[serde(default)]
+    reportability: Option<Reportability>,
+    #[serde(default)]
+    met: Vec<ObligationMet>,
 }
 
+/// Rule id of incidents opened by a person rather than by a detection rule.
+pub const MANUAL_RULE: &str = "manual";
+
 impl Incident {
+    fn blank(title: String, rule: RuleId, model: DeviceModel, at: OffsetDateTime) -> Incident {
+        Incident {
+            id: IncidentId(0),
+            title,
+            rule,
+            model,
+            status: IncidentStatus::New,
+            owner: None,
+            opened_at: at,
+            devices: BTreeMap::new(),
+            models: BTreeSet::new(),
+            vulnerabilities: BTreeSet::new(),
+            risks: BTreeSet::new(),
+            timeline: Vec::new(),
+            reportability: None,
+            met: Vec::new(),
+        }
+    }
+
+    /// A new incident for a detection, numbered 0 until the store assigns its id.
+    pub fn from_detection(d: &Detection) -> Incident {
+        let mut inc = Incident::blank(
+            d.title.clone(),
+            d.rule.clone(),
+            d.device.model.clone(),
+            d.at,
+        );
+        inc.attach(d);
+        inc
+    }
+
+    /// An incident opened by a person (from a CVD report, a finding, a complaint), numbered 0
+    /// until the store assigns its id.
+    pub fn open_manual(
+        title: &str,
+        model: DeviceModel,
+        by: Actor,
+        at: OffsetDateTime,
+    ) -> Result<Incident, PostmarketError> {
+        let title = title.trim();
+        if title.is_empty() || title.len() > 200 || title.chars().any(char::is_control) {
+            return Err(PostmarketError::Invalid {
+                what: "incident title",
+                message: "1-200 characters without control characters".into(),
+            });
+        }
+        let rule = RuleId::parse(MANUAL_RULE)?;
+        let mut inc = Incident::blank(title.to_string(), rule, model.clone(), at);
+        inc.models.insert(model);
+        inc.push(
+            at,
+            by,
+            TimelineKind::Action {
+                note: Note::parse("incident opened")?,
+            },
+        );
+        Ok(inc)
+    }
+
+    /// The same incident under the id the store assigned.
+    pub fn with_id(mut self, id: IncidentId) -> Incident {
+        self.id = id;
+        self
+    }
+
+    pub fn is_manual(&self) -> bool {
+        self.rule.as_str() == MANUAL_RULE
+    }
+
     pub fn id(&self) -> IncidentId {
         self.id
     }
@@ -246,6 +403,96 @@ impl Incident {
     }
     pub fn is_open(&self) -> bool {
         self.status != IncidentStatus::Closed
+    }
+    pub fn reportability(&self) -> Option<&Reportability> {
+        self.reportability.as_ref()
+    }
+    /// The last timeline time: what "updated" means for listings.
+    pub fn updated_at(&self) -> OffsetDateTime {
+        self.timeline
+            .iter()
+            .map(|e| e.at)
+            .max()
+            .unwrap_or(self.opened_at)
+    }
+
+    /// Records the reportability decision. A revision may move the awareness time earlier,
+    /// never later: the law counts from first awareness, so a later time would hide a lapse.
+    pub fn decide_reportability(
+        &mut self,
+        decision: Reportability,
+        by: Actor,
+        at: OffsetDateTime,
+    ) -> Result<(), PostmarketError> {
+        if let Some(prev) = &self.reportability
+            && decision.aware_at > prev.aware_at
+        {
+            return Err(PostmarketError::Invalid {
+                what: "awareness time",
+                message: format!(
+                    "it was already recorded as {}; it can move earlier, not later",
+                    prev.aware_at
+                ),
+            });
+        }
+        self.reportability = Some(decision.clone());
+        self.push(at, by, TimelineKind::ReportabilityDecided { decision });
+        Ok(())
+    }
+
+    /// Records that an obligation of the standing decision was met.
+    pub fn mark_met(
+        &mut self,
+        obligation: Obligation,
+        note: Note,
+        by: Actor,
+        at: OffsetDateTime,
+    ) -> Result<(), PostmarketError> {
+        let owed = self
+            .reportability
+            .as_ref()
+            .is_some_and(|r| r.obligations.contains(&obligation));
+        if !owed {
+            return Err(PostmarketError::Invalid {
+                what: "obligation",
+                message: format!(
+                    "{} is not an obligation of this incident's reportability decision",
+                    obligation.as_str()
+                ),
+            });
+        }
+        if self.met.iter().any(|m| m.obligation == obligation) {
+            return Err(PostmarketError::Invalid {
+                what: "obligation",
+                message: format!("{} is already recorded as met", obligation.as_str()),
+            });
+        }
+        self.met.push(ObligationMet { obligation, at });
+        self.push(at, by, TimelineKind::ObligationMet { obligation, note });
+        Ok(())
+    }
+
+    /// The running and met clocks of the standing decision.
+    pub fn clocks(&self) -> Result<Vec<RegulatoryClock>, PostmarketError> {
+        let Some(r) = self.reportability.as_ref().filter(|r| r.reportable) else {
+            return Ok(Vec::new());
+        };
+        r.obligations
+            .iter()
+            .map(|&obligation| {
+                Ok(RegulatoryClock {
+                    incident: self.id,
+                    obligation,
+                    aware_at: r.aware_at,
+                    due: obligation.due(r.aware_at)?,
+                    met_at: self
+                        .met
+                        .iter()
+                        .find(|m| m.obligation == obligation)
+                        .map(|m| m.at),
+                })
+            })
+            .collect()
     }
 
     fn push(&mut self, at: OffsetDateTime, by: Actor, what: TimelineKind) {
@@ -299,12 +546,22 @@ impl Incident {
         self.push(at, by, TimelineKind::Action { note });
     }
 
+    /// Adds affected devices found outside a detection (e.g. every device running firmware
+    /// with a KEV-listed vulnerability) without one timeline entry per device.
+    pub fn add_devices(&mut self, devices: impl IntoIterator<Item = DeviceId>) {
+        for d in devices {
+            self.models.insert(d.model.clone());
+            self.devices.insert(d.urn(), d);
+        }
+    }
+
     /// Marks another model affected (e.g. after triage shows shared firmware).
     pub fn add_model(&mut self, model: DeviceModel) {
         self.models.insert(model);
     }
 
-    fn attach(&mut self, d: &Detection) {
+    /// Adds a detection (its device, model and events) to the timeline.
+    pub fn attach(&mut self, d: &Detection) {
         self.devices.insert(d.device.urn(), d.device.clone());
         self.models.insert(d.device.model.clone());
         self.push(
@@ -360,21 +617,7 @@ impl IncidentBook {
         }
         self.next += 1;
         let id = IncidentId(self.next);
-        let mut inc = Incident {
-            id,
-            title: d.title.clone(),
-            rule: d.rule.clone(),
-            model: d.device.model.clone(),
-            status: IncidentStatus::New,
-            owner: None,
-            opened_at: d.at,
-            devices: BTreeMap::new(),
-            models: BTreeSet::new(),
-            vulnerabilities: BTreeSet::new(),
-            risks: BTreeSet::new(),
-            timeline: Vec::new(),
-        };
-        inc.attach(d);
+        let inc = Incident::from_detection(d).with_id(id);
         self.incidents.insert(id, inc);
         self.open.insert(key, id);
         Recorded::Opened(id)

@@ -9,11 +9,17 @@
 //! the [`rules::Engine`] turns them into [`rules::Detection`]s; the [`incident::IncidentBook`]
 //! opens or updates incidents; [`clock`] computes the regulatory reporting deadlines.
 
+pub mod advisory;
 pub mod clock;
+pub mod cvd;
 mod error;
 pub mod event;
 pub mod incident;
+pub mod report;
 pub mod rules;
+pub mod service;
+pub mod store;
+pub mod syslog;
 
 pub use error::PostmarketError;
 pub use event::{AttributedEvent, Event, EventId, EventKind, EventType, Severity, parse_batch};

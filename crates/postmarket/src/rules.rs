@@ -106,6 +106,9 @@ pub enum Condition {
         windows: Vec<WeeklyWindow>,
         cooldown: Duration,
     },
+    /// A vulnerability of firmware running on fielded devices was newly added to the CISA
+    /// KEV catalog. Not an event rule: evaluated when the catalog is imported.
+    KevListed,
 }
 
 impl Condition {
@@ -115,6 +118,7 @@ impl Condition {
             Condition::Threshold { window, .. } => *window,
             Condition::Any { cooldown, .. }
             | Condition::ConfigOutsideMaintenance { cooldown, .. } => *cooldown,
+            Condition::KevListed => Duration::ZERO,
         }
     }
 
@@ -145,6 +149,7 @@ impl Condition {
                     !windows.iter().any(|w| w.contains(local))
                 }
             }
+            Condition::KevListed => false,
         }
     }
 }
@@ -198,6 +203,7 @@ enum RawCondition {
         windows: Vec<RawWindow>,
         cooldown_minutes: u32,
     },
+    KevListed {},
 }
 
 #[derive(Deserialize)]
@@ -353,6 +359,18 @@ impl RuleSet {
                         cooldown: minutes(&format!("{c}.cooldown_minutes"), cooldown_minutes)?,
                     }
                 }
+                RawCondition::KevListed {} => {
+                    if rules
+                        .iter()
+                        .any(|x| matches!(x.condition, Condition::KevListed))
+                    {
+                        return Err(PostmarketError::rules(
+                            format!("{c}.kind"),
+                            "only one kev-listed rule is allowed",
+                        ));
+                    }
+                    Condition::KevListed
+                }
             };
             rules.push(Rule {
                 id,
@@ -374,6 +392,23 @@ impl RuleSet {
     /// The built-in rule file, for operators to copy and edit.
     pub fn default_json() -> &'static str {
         DEFAULT_RULES
+    }
+
+    /// The longest burst window of any rule: how far back the engine must replay stored
+    /// events after a restart to decide the same way it would have without one.
+    pub fn longest_window(&self) -> Duration {
+        self.rules
+            .iter()
+            .map(|r| r.condition.window())
+            .max()
+            .unwrap_or(Duration::ZERO)
+    }
+
+    /// The rule that opens incidents for newly KEV-listed vulnerabilities, when enabled.
+    pub fn kev_rule(&self) -> Option<&Rule> {
+        self.rules
+            .iter()
+            .find(|r| matches!(r.condition, Condition::KevListed))
     }
 
     pub fn rules(&self) -> &[Rule] {
@@ -518,7 +553,8 @@ mod tests {
     #[test]
     fn default_rules_parse() {
         let set = RuleSet::from_json(RuleSet::default_json()).unwrap();
-        assert_eq!(set.rules().len(), 6);
+        assert_eq!(set.rules().len(), 7);
+        assert!(set.kev_rule().is_some());
         assert_eq!(RuleSet::default_set(), set);
     }
 
