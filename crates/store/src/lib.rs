@@ -7,6 +7,7 @@
 mod migrate;
 mod sqlite;
 mod sqlite_inventory;
+mod sqlite_postmarket;
 mod sqlite_risk;
 mod sqlite_updates;
 

@@ -42,6 +42,11 @@ pub(crate) const SQLITE: &[Migration] = &[
         name: "risk",
         sql: include_str!("../migrations/sqlite/0006_risk.sql"),
     },
+    Migration {
+        version: 7,
+        name: "postmarket",
+        sql: include_str!("../migrations/sqlite/0007_postmarket.sql"),
+    },
 ];
 
 fn be(e: sqlx::Error) -> StoreError {

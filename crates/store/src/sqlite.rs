@@ -73,6 +73,8 @@ type Reply = oneshot::Sender<Result<(), StoreError>>;
 pub struct SqliteStore {
     pool: SqlitePool,
     writer: mpsc::Sender<(Issuance, Reply)>,
+    /// The post-market event writer: event batches are group-committed like issuances.
+    pub(crate) events: crate::sqlite_postmarket::EventWriter,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -107,7 +109,12 @@ impl SqliteStore {
         let (tx, rx) = mpsc::channel(4096);
         let conn = pool.acquire().await.map_err(be)?.detach();
         tokio::spawn(writer_loop(conn, rx));
-        Ok(SqliteStore { pool, writer: tx })
+        let events = crate::sqlite_postmarket::spawn_event_writer(&pool).await?;
+        Ok(SqliteStore {
+            pool,
+            writer: tx,
+            events,
+        })
     }
 
     /// The pool, for tests and tools that inspect the database.
@@ -177,7 +184,7 @@ async fn commit_group(conn: &mut SqliteConnection, items: &[&Issuance]) -> Resul
 }
 
 /// `(?, ?, ...), (?, ?, ...)` for `rows` rows of `cols` parameters.
-fn placeholders(rows: usize, cols: usize) -> String {
+pub(crate) fn placeholders(rows: usize, cols: usize) -> String {
     let row = format!("({})", vec!["?"; cols].join(", "));
     vec![row; rows].join(", ")
 }
