@@ -12,7 +12,7 @@ mod store;
 
 pub use model::{
     AdvisoryRow, AffectedDevice, Decision, FindingRecord, FindingView, FirmwareRecord, ImportStats,
-    MatchStats, MatchedBy, SbomRecord, SupportLevel,
+    KevExposure, MatchStats, MatchedBy, SbomRecord, SupportLevel,
 };
 pub use rating::{Exploitability, RiskLevel, RiskPolicy, SeverityLevel, rate};
 pub use service::{Inventory, VexScope, export_sbom};

@@ -217,6 +217,17 @@ impl FindingView {
     }
 }
 
+/// Fielded devices running a firmware version with an open finding for a vulnerability newly
+/// listed in CISA KEV.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KevExposure {
+    pub vulnerability: String,
+    pub model: DeviceModel,
+    pub version: FirmwareVersion,
+    #[serde(skip)]
+    pub devices: Vec<DeviceId>,
+}
+
 /// A device in the field that runs a firmware version carrying a vulnerability.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct AffectedDevice {

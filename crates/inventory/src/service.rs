@@ -17,7 +17,7 @@ use time::{Date, OffsetDateTime};
 use crate::InventoryError;
 use crate::model::{
     AdvisoryRow, AffectedDevice, Decision, FindingRecord, FindingView, FirmwareRecord, ImportStats,
-    MatchStats, MatchedBy, SbomRecord, SupportLevel,
+    KevExposure, MatchStats, MatchedBy, SbomRecord, SupportLevel,
 };
 use crate::rating::{Exploitability, RiskPolicy, SeverityLevel, rate};
 use crate::store::InventoryStore;
@@ -317,6 +317,60 @@ impl Inventory {
         );
         self.store.put_kev(bytes, &audit).await?;
         Ok(kev.len())
+    }
+
+    /// Stores a new KEV catalog like [`import_kev`](Self::import_kev) and returns, for the
+    /// CVEs it lists that the previous catalog did not, the fielded devices running firmware
+    /// with an open finding for them, grouped by model and firmware version. This is what a
+    /// post-market "newly KEV-listed on fielded firmware" rule acts on.
+    pub async fn import_kev_exposures(
+        &self,
+        actor: &Actor,
+        bytes: &[u8],
+    ) -> Result<(usize, Vec<KevExposure>), InventoryError> {
+        let new = Kev::from_json(bytes)?;
+        let old = match self.store.get_kev().await? {
+            Some(raw) => Kev::from_json(&raw)
+                .map_err(|e| StoreError::Corrupt(format!("stored KEV catalog: {e}")))?,
+            None => Kev::default(),
+        };
+        let n = self.import_kev(actor, bytes).await?;
+        let added: BTreeSet<&str> = new.cves().filter(|c| !old.contains(c)).collect();
+        if added.is_empty() {
+            return Ok((n, Vec::new()));
+        }
+        let mut groups: BTreeMap<(String, DeviceModel, FirmwareVersion), ()> = BTreeMap::new();
+        for v in self.findings(None, None).await? {
+            if !v.is_open() {
+                continue;
+            }
+            let f = &v.finding;
+            let hit = std::iter::once(&f.vuln_id)
+                .chain(f.identifiers.iter())
+                .find(|id| added.contains(id.as_str()));
+            if let Some(id) = hit {
+                groups.insert((id.clone(), f.model.clone(), f.version.clone()), ());
+            }
+        }
+        let mut out = Vec::new();
+        for (vulnerability, model, version) in groups.into_keys() {
+            let devices: Vec<DeviceId> = self
+                .store
+                .devices_on_firmware(&model, std::slice::from_ref(&version))
+                .await?
+                .into_iter()
+                .map(|(d, _)| d)
+                .collect();
+            if !devices.is_empty() {
+                out.push(KevExposure {
+                    vulnerability,
+                    model,
+                    version,
+                    devices,
+                });
+            }
+        }
+        Ok((n, out))
     }
 
     /// The matching index over every stored advisory, and the KEV catalog.

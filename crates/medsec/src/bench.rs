@@ -569,6 +569,7 @@ async fn est(count: usize, concurrency: usize) -> Result<()> {
         http: "127.0.0.1:0".parse()?,
         https: "127.0.0.1:0".parse()?,
         device: "127.0.0.1:0".parse()?,
+        syslog: None,
     })
     .await?;
     let addr = bound.addrs().https.to_string();

@@ -93,9 +93,147 @@ pub enum Command {
     /// VEX documents from the triage decisions held.
     #[command(subcommand)]
     Vex(VexCmd),
+    /// Device security events: list, purge, detection rules.
+    #[command(subcommand)]
+    Events(EventsCmd),
+    /// Security incidents: workflow, reportability, regulatory clocks, drafted reports.
+    #[command(subcommand)]
+    Incident(IncidentCmd),
+    /// Coordinated vulnerability disclosure: researcher reports.
+    #[command(subcommand)]
+    Cvd(CvdCmd),
     /// Benchmarks.
     #[command(subcommand)]
     Bench(BenchCmd),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum EventsCmd {
+    /// Stored events, newest first.
+    List {
+        /// Only this device (urn:medsec:device:<model>:<serial>).
+        #[arg(long)]
+        device: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// Delete events received more than this many days ago (audited).
+    Purge {
+        #[arg(long)]
+        older_than_days: u32,
+    },
+    /// Print the detection rules in force (JSON).
+    Rules {
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Replace the detection rules (JSON); a file with errors changes nothing.
+    SetRules { file: PathBuf },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum IncidentCmd {
+    /// Incidents, newest first.
+    List {
+        #[arg(long)]
+        open: bool,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// One incident with its timeline and clocks.
+    Show { id: String },
+    /// Open an incident by hand (from a complaint, a CVD report, a finding).
+    Open {
+        #[arg(long)]
+        model: String,
+        #[arg(long)]
+        title: String,
+    },
+    /// Move along new -> triage -> contained -> eradicated -> recovered -> closed.
+    Status { id: String, status: String },
+    /// Set the owner.
+    Assign { id: String, owner: String },
+    /// Record a response action.
+    Note { id: String, note: String },
+    /// Link vulnerabilities, risk register entries or other affected models.
+    Link {
+        id: String,
+        #[arg(long = "vuln")]
+        vulns: Vec<String>,
+        #[arg(long = "risk")]
+        risks: Vec<String>,
+        #[arg(long = "model")]
+        models: Vec<String>,
+    },
+    /// Record the reportability decision; reportable decisions start the clocks.
+    Decide {
+        id: String,
+        /// Reportable under these obligations: mdr-death-or-serious-deterioration (10 days),
+        /// mdr-could-lead-if-recurred (30 days), foreign-risk-notice (72 hours),
+        /// fda-customer-notification (30 days), fda-fix-validated (60 days).
+        #[arg(long = "obligation")]
+        obligations: Vec<String>,
+        /// Not reportable (no obligations).
+        #[arg(long, conflicts_with = "obligations")]
+        not_reportable: bool,
+        #[arg(long)]
+        rationale: String,
+        /// When the manufacturer became aware (RFC 3339; default now).
+        #[arg(long)]
+        aware_at: Option<String>,
+    },
+    /// Record that an obligation was met (report filed, customers told, fix validated).
+    Met {
+        id: String,
+        obligation: String,
+        #[arg(long)]
+        note: String,
+    },
+    /// Draft the preliminary or final mandatory problem report (Markdown).
+    Report {
+        id: String,
+        #[arg(long, default_value = "preliminary")]
+        kind: String,
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Regulatory clocks: overdue, due soon, running, met.
+    Clocks {
+        #[arg(long, default_value_t = 7)]
+        due_within_days: u32,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CvdCmd {
+    /// Reports, newest first.
+    List {
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    Show {
+        id: String,
+    },
+    /// received -> acknowledged -> triaged -> remediated -> disclosed, or rejected.
+    Status {
+        id: String,
+        status: String,
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// Link to findings (vulnerability ids) and incidents.
+    Link {
+        id: String,
+        #[arg(long = "finding")]
+        findings: Vec<String>,
+        #[arg(long = "incident")]
+        incidents: Vec<String>,
+    },
+    /// Agree a different disclosure date (RFC 3339).
+    Disclosure {
+        id: String,
+        date: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -295,6 +433,9 @@ pub struct ServeArgs {
     /// mTLS device gateway address (overrides server.device_addr).
     #[arg(long, env = "MEDSEC_DEVICE_ADDR")]
     pub device: Option<std::net::SocketAddr>,
+    /// Syslog-over-TLS address for gateways (overrides postmarket.syslog_addr).
+    #[arg(long, env = "MEDSEC_SYSLOG_ADDR")]
+    pub syslog: Option<std::net::SocketAddr>,
 }
 
 #[derive(Subcommand, Debug)]

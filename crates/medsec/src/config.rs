@@ -16,6 +16,77 @@ pub struct Config {
     pub server: ServerConfig,
     #[serde(default)]
     pub vex: VexConfig,
+    #[serde(default)]
+    pub postmarket: PostmarketConfig,
+}
+
+/// Post-market surveillance: event retention, syslog intake, CVD and security.txt, report
+/// details.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PostmarketConfig {
+    /// Device events older than this are purged daily by `medsec serve` (0: kept forever).
+    pub retention_days: u32,
+    /// Syslog over TLS (RFC 5425) listener for gateways; off when unset.
+    pub syslog_addr: Option<std::net::SocketAddr>,
+    /// Device URNs of gateways whose syslog messages may speak for other devices.
+    pub syslog_gateways: Vec<String>,
+    /// Days to acknowledge a researcher's report, and to coordinated disclosure.
+    pub acknowledge_days: u16,
+    pub disclosure_days: u16,
+    /// Researcher reports accepted per client address: per hour, and burst.
+    pub cvd_per_hour: f64,
+    pub cvd_burst: f64,
+    /// For drafted mandatory problem reports.
+    pub manufacturer_address: Option<String>,
+    /// Medical device licence numbers by model.
+    pub licences: std::collections::BTreeMap<String, String>,
+    pub security_txt: SecurityTxtConfig,
+}
+
+impl Default for PostmarketConfig {
+    fn default() -> Self {
+        PostmarketConfig {
+            retention_days: 730,
+            syslog_addr: None,
+            syslog_gateways: Vec::new(),
+            acknowledge_days: 7,
+            disclosure_days: 90,
+            cvd_per_hour: 10.0,
+            cvd_burst: 5.0,
+            manufacturer_address: None,
+            licences: Default::default(),
+            security_txt: SecurityTxtConfig::default(),
+        }
+    }
+}
+
+/// RFC 9116 fields; `/.well-known/security.txt` answers 404 until `contact` is set.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SecurityTxtConfig {
+    pub contact: Vec<String>,
+    pub encryption: Vec<String>,
+    pub acknowledgments: Vec<String>,
+    pub policy: Vec<String>,
+    pub canonical: Vec<String>,
+    pub preferred_languages: Vec<String>,
+    /// Expires is written this many days ahead of each request (RFC 9116: under a year).
+    pub expires_days: u16,
+}
+
+impl Default for SecurityTxtConfig {
+    fn default() -> Self {
+        SecurityTxtConfig {
+            contact: Vec::new(),
+            encryption: Vec::new(),
+            acknowledgments: Vec::new(),
+            policy: Vec::new(),
+            canonical: Vec::new(),
+            preferred_languages: vec!["en".into(), "fr".into()],
+            expires_days: 180,
+        }
+    }
 }
 
 /// Who VEX and CSAF documents name as their publisher.
@@ -145,6 +216,20 @@ impl Config {
         {
             bail!(
                 "config {}: keys.backend = \"pkcs11\" needs keys.pkcs11_module and keys.pkcs11_token",
+                p.display()
+            );
+        }
+        if cfg.postmarket.security_txt.expires_days == 0
+            || cfg.postmarket.security_txt.expires_days > 365
+        {
+            bail!(
+                "config {}: postmarket.security_txt.expires_days must be 1 to 365 (RFC 9116)",
+                p.display()
+            );
+        }
+        if cfg.postmarket.cvd_per_hour <= 0.0 || cfg.postmarket.cvd_burst < 1.0 {
+            bail!(
+                "config {}: postmarket.cvd_per_hour must be positive and cvd_burst at least 1",
                 p.display()
             );
         }

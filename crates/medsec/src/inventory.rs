@@ -227,28 +227,44 @@ pub async fn vuln_cmd(app: &App, c: VulnCmd) -> Result<ExitCode> {
                 })
                 .await?;
             pb.finish_and_clear();
-            let kev_n = match &kev {
-                Some(p) => Some(
-                    app.inv
-                        .import_kev(&app.actor, &read_bounded(p, 64 * 1024 * 1024)?)
+            let (kev_n, incidents) = match &kev {
+                Some(p) => {
+                    let (n, exposures) = app
+                        .inv
+                        .import_kev_exposures(&app.actor, &read_bounded(p, 64 * 1024 * 1024)?)
                         .await
-                        .with_context(|| format!("KEV catalog {}", p.display()))?,
-                ),
-                None => None,
+                        .with_context(|| format!("KEV catalog {}", p.display()))?;
+                    let svc = crate::postmarket::service(app).await?;
+                    let touched = medsec_server::kev_listed(&svc, &exposures).await?;
+                    (Some(n), touched)
+                }
+                None => (None, Vec::new()),
             };
-            out(app, json!({"osv": stats, "kev_entries": kev_n}), || {
-                format!(
-                    "advisories: {} read, {} new, {} updated, {} unchanged ({} withdrawn){}",
-                    stats.read,
-                    stats.new,
-                    stats.updated,
-                    stats.unchanged,
-                    stats.withdrawn,
-                    kev_n
-                        .map(|n| format!("; KEV catalog: {n} entries"))
-                        .unwrap_or_default()
-                )
-            });
+            for t in &incidents {
+                eprintln!(
+                    "{} {} (rule {}): vulnerability newly in KEV on fielded firmware",
+                    if t.opened { "opened" } else { "updated" },
+                    t.incident,
+                    t.rule
+                );
+            }
+            out(
+                app,
+                json!({"osv": stats, "kev_entries": kev_n, "incidents": incidents}),
+                || {
+                    format!(
+                        "advisories: {} read, {} new, {} updated, {} unchanged ({} withdrawn){}",
+                        stats.read,
+                        stats.new,
+                        stats.updated,
+                        stats.unchanged,
+                        stats.withdrawn,
+                        kev_n
+                            .map(|n| format!("; KEV catalog: {n} entries"))
+                            .unwrap_or_default()
+                    )
+                },
+            );
         }
         VulnCmd::Match {
             model,

@@ -5,6 +5,7 @@ mod cli;
 mod config;
 mod inventory;
 mod keys;
+mod postmarket;
 mod risk;
 mod serve;
 mod updates;
@@ -158,6 +159,9 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Release(c) => updates::release_cmd(&app, c).await,
         Command::Director(c) => updates::director_cmd(&app, c).await,
         Command::Token(c) => token_cmd(&app, c).await,
+        Command::Events(c) => postmarket::events_cmd(&app, c).await,
+        Command::Incident(c) => postmarket::incident_cmd(&app, c).await,
+        Command::Cvd(c) => postmarket::cvd_cmd(&app, c).await,
         Command::Apitoken(ApiTokenCmd::Create {
             name,
             role,

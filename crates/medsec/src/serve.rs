@@ -18,6 +18,7 @@ pub async fn run(app: App, args: &ServeArgs) -> Result<()> {
         http: args.http.unwrap_or(cfg.http_addr),
         https: args.https.unwrap_or(cfg.https_addr),
         device: args.device.unwrap_or(cfg.device_addr),
+        syslog: args.syslog.or(app.cfg.postmarket.syslog_addr),
     };
     let bound = Bound::bind(&want).await?;
     let addrs = bound.addrs();
@@ -107,6 +108,8 @@ pub async fn run(app: App, args: &ServeArgs) -> Result<()> {
         app.store.clone(),
     )));
     let (tuf_keys, tuf_dir_job) = (app.keys.clone(), tuf_dir.clone());
+    let pm_settings = crate::postmarket::settings(&app.cfg)?;
+    let postmarket = Arc::new(crate::postmarket::service(&app).await?);
     let idevid_cas = match &cfg.idevid_ca {
         Some(p) => {
             let pem = std::fs::read(p)
@@ -129,6 +132,7 @@ pub async fn run(app: App, args: &ServeArgs) -> Result<()> {
             .with_inventory(Arc::new(app.inv), publisher, namespace)
             .with_updates(director, Some(tuf_dir))
             .with_risk(risk)
+            .with_postmarket(postmarket, pm_settings)
             .with_idevid_cas(idevid_cas)
             .with_ocsp_cache_ttl(std::time::Duration::from_secs(cfg.ocsp_cache_secs))
             .with_rate_limit(cfg.est_rate_per_sec, cfg.est_rate_burst),
@@ -142,10 +146,16 @@ pub async fn run(app: App, args: &ServeArgs) -> Result<()> {
         _ => bail!("server.tls_cert and server.tls_key go together"),
     };
     // One line on stdout that scripts and tests can parse.
-    println!(
-        "medsec listening http={} https={} device={}",
-        addrs.http, addrs.https, addrs.device
-    );
+    match addrs.syslog {
+        Some(s) => println!(
+            "medsec listening http={} https={} device={} syslog={s}",
+            addrs.http, addrs.https, addrs.device
+        ),
+        None => println!(
+            "medsec listening http={} https={} device={}",
+            addrs.http, addrs.https, addrs.device
+        ),
+    }
     tokio::spawn(refresh_tuf(tuf_keys, tuf_dir_job));
     medsec_server::serve(bound, state, &identity).await?;
     Ok(())

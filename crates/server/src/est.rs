@@ -42,6 +42,8 @@ pub fn router<S: CaStore + 'static>(state: Arc<AppState<S>>) -> Router {
         .merge(crate::inventory_api::router::<S>())
         .merge(crate::updates_api::api_router::<S>())
         .merge(crate::risk_api::router::<S>())
+        .merge(crate::postmarket_api::api_router::<S>())
+        .merge(crate::postmarket_api::public_router::<S>())
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::from_fn(crate::limit::deadline))
         .with_state(state)

@@ -17,6 +17,7 @@ pub fn router<S: CaStore + 'static>(state: Arc<AppState<S>>) -> Router {
         .route("/device/v1/whoami", get(whoami::<S>))
         .route("/device/v1/firmware", put(report_firmware::<S>))
         .merge(crate::updates_api::device_router::<S>())
+        .merge(crate::postmarket_api::device_router::<S>())
         .layer(axum::extract::DefaultBodyLimit::max(16 * 1024))
         .with_state(state)
 }

@@ -245,8 +245,14 @@ async fn import_kev<S: CaStore>(
     body: Bytes,
 ) -> Result<Json<Value>, Problem> {
     let p = caller(&st, &h, Role::Operator, "import advisories").await?;
-    let n = inv(&st)?.import_kev(&p.actor(), &body).await?;
-    Ok(Json(json!({"entries": n})))
+    let (n, exposures) = inv(&st)?.import_kev_exposures(&p.actor(), &body).await?;
+    let incidents = match st.postmarket.as_deref() {
+        Some(svc) => crate::postmarket_api::kev_listed(svc, &exposures).await?,
+        None => Vec::new(),
+    };
+    Ok(Json(
+        json!({"entries": n, "newly_listed_exposures": exposures, "incidents": incidents}),
+    ))
 }
 
 #[derive(Deserialize, Default)]

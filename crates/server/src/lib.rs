@@ -13,15 +13,18 @@ mod inventory_api;
 mod limit;
 mod openapi;
 mod pki;
+mod postmarket_api;
 mod problem;
 mod risk_api;
 mod state;
+mod syslog;
 mod tls;
 mod updates_api;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+pub use postmarket_api::{PostmarketSettings, kev_listed, report_context};
 pub use problem::Problem;
 pub use risk_api::risk_inputs;
 pub use state::{AppState, RevocationWatch};
@@ -54,6 +57,9 @@ pub struct Listeners {
     pub https: SocketAddr,
     /// HTTPS with mandatory client certificates: the device gateway.
     pub device: SocketAddr,
+    /// Syslog over TLS (RFC 5425) with mandatory client certificates, for gateways; off
+    /// when `None`.
+    pub syslog: Option<SocketAddr>,
 }
 
 /// Bound listeners, so callers (and tests) learn the real ports before serving.
@@ -61,6 +67,7 @@ pub struct Bound {
     http: tokio::net::TcpListener,
     https: tokio::net::TcpListener,
     device: tokio::net::TcpListener,
+    syslog: Option<tokio::net::TcpListener>,
 }
 
 impl Bound {
@@ -74,6 +81,10 @@ impl Bound {
             http: b(l.http).await?,
             https: b(l.https).await?,
             device: b(l.device).await?,
+            syslog: match l.syslog {
+                Some(a) => Some(b(a).await?),
+                None => None,
+            },
         })
     }
 
@@ -87,6 +98,7 @@ impl Bound {
             http: a(&self.http),
             https: a(&self.https),
             device: a(&self.device),
+            syslog: self.syslog.as_ref().map(a),
         }
     }
 }
@@ -101,7 +113,36 @@ async fn jobs<S: medsec_ca::CaStore + 'static>(state: Arc<AppState<S>>) {
             Err(e) => tracing::warn!("supersession sweep failed: {e}"),
         }
         pki::refresh_due_crls(&state).await;
+        purge_events(&state).await;
         tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+    }
+}
+
+/// Applies the event retention setting at most once an hour.
+async fn purge_events<S>(state: &AppState<S>) {
+    let (Some(svc), Some(days)) = (
+        state.postmarket.as_deref(),
+        state.postmarket_settings.retention_days,
+    ) else {
+        return;
+    };
+    let now = time::OffsetDateTime::now_utc();
+    {
+        let Ok(mut last) = state.last_purge.lock() else {
+            return;
+        };
+        if last.is_some_and(|l| now - l < time::Duration::hours(1)) {
+            return;
+        }
+        *last = Some(now);
+    }
+    match svc
+        .purge_events(time::Duration::days(i64::from(days)), &state.actor, now)
+        .await
+    {
+        Ok(0) => {}
+        Ok(n) => tracing::info!("purged {n} device events past the {days}-day retention"),
+        Err(e) => tracing::warn!("event retention purge failed: {e}"),
     }
 }
 
@@ -120,7 +161,10 @@ pub async fn serve<S: medsec_ca::CaStore + 'static>(
     tokio::spawn(jobs(state.clone()));
     let h = tokio::spawn(async move { axum::serve(bound.http, plain).await });
     let e = tokio::spawn(accept::serve_tls(bound.https, est_cfg, https));
-    let d = tokio::spawn(accept::serve_tls(bound.device, dev_cfg, device));
+    let d = tokio::spawn(accept::serve_tls(bound.device, dev_cfg.clone(), device));
+    if let Some(l) = bound.syslog {
+        tokio::spawn(syslog::serve(l, dev_cfg, state.clone()));
+    }
     tokio::select! {
         r = h => tracing::error!("HTTP listener stopped: {r:?}"),
         r = e => tracing::error!("HTTPS listener stopped: {r:?}"),

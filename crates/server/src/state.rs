@@ -36,6 +36,17 @@ pub struct AppState<S> {
     pub tuf_dir: Option<std::path::PathBuf>,
     /// Risk management; its routes answer 503 when absent.
     pub risk: Option<Arc<medsec_risk::service::RiskService>>,
+    /// Post-market surveillance; its routes answer 503 when absent.
+    pub postmarket: Option<Arc<medsec_postmarket::service::PostmarketService>>,
+    pub postmarket_settings: crate::postmarket_api::PostmarketSettings,
+    /// Researcher reports per client address (separate from enrollment's budget).
+    pub(crate) cvd_limiter: crate::limit::RateLimiter,
+    /// When the retention job last purged events.
+    pub(crate) last_purge: Mutex<Option<time::OffsetDateTime>>,
+}
+
+fn cvd_limiter(s: &crate::postmarket_api::PostmarketSettings) -> crate::limit::RateLimiter {
+    crate::limit::RateLimiter::new(s.cvd_per_hour / 3600.0, s.cvd_burst)
 }
 
 impl<S: CaStore> AppState<S> {
@@ -60,7 +71,23 @@ impl<S: CaStore> AppState<S> {
             director: None,
             tuf_dir: None,
             risk: None,
+            postmarket: None,
+            postmarket_settings: crate::postmarket_api::PostmarketSettings::default(),
+            cvd_limiter: cvd_limiter(&crate::postmarket_api::PostmarketSettings::default()),
+            last_purge: Mutex::new(None),
         }
+    }
+
+    /// Serves post-market surveillance: event ingest, incidents, CVD intake, security.txt.
+    pub fn with_postmarket(
+        mut self,
+        svc: Arc<medsec_postmarket::service::PostmarketService>,
+        settings: crate::postmarket_api::PostmarketSettings,
+    ) -> Self {
+        self.cvd_limiter = cvd_limiter(&settings);
+        self.postmarket = Some(svc);
+        self.postmarket_settings = settings;
+        self
     }
 
     /// Serves risk management.

@@ -55,6 +55,15 @@ impl Kev {
         self.by_cve.is_empty()
     }
 
+    /// Every CVE id listed.
+    pub fn cves(&self) -> impl Iterator<Item = &str> {
+        self.by_cve.keys().map(String::as_str)
+    }
+
+    pub fn contains(&self, cve: &str) -> bool {
+        self.by_cve.contains_key(cve)
+    }
+
     /// The KEV entry of any of these identifiers (a finding's CVE usually sits among aliases).
     pub fn lookup<'a>(&self, ids: impl IntoIterator<Item = &'a String>) -> Option<&KevEntry> {
         ids.into_iter().find_map(|id| self.by_cve.get(id))

@@ -1,6 +1,8 @@
 //! Shared helpers for the CLI tests: a data directory, the medsec binary, and openssl.
 #![allow(dead_code)]
 
+pub mod server;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

@@ -1,0 +1,194 @@
+//! `medsec serve` as a child process and the curl/openssl helpers the server tests share.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+use super::*;
+
+pub struct Server {
+    pub child: Child,
+    pub http: String,
+    pub https: String,
+    pub device: String,
+    /// Set when the server runs a syslog listener.
+    pub syslog: Option<String>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn start(env: &Env) -> Server {
+    start_with(env, &[])
+}
+
+/// Starts `medsec serve` on loopback ports with extra arguments (e.g. `--syslog 127.0.0.1:0`).
+pub fn start_with(env: &Env, extra: &[&str]) -> Server {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_medsec"))
+        .arg("--data-dir")
+        .arg(env.data())
+        .args([
+            "serve",
+            "--http",
+            "127.0.0.1:0",
+            "--https",
+            "127.0.0.1:0",
+            "--device",
+            "127.0.0.1:0",
+        ])
+        .args(extra)
+        .env("MEDSEC_KEY_PASSPHRASE", PASSPHRASE)
+        .stdout(Stdio::piped())
+        // MEDSEC_TEST_SERVER_LOG=1 shows the server's log when a test needs debugging.
+        .stderr(if std::env::var_os("MEDSEC_TEST_SERVER_LOG").is_some() {
+            Stdio::inherit()
+        } else {
+            Stdio::null()
+        })
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let get = |k: &str| {
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix(&format!("{k}=")))
+            .unwrap_or_else(|| panic!("no {k}= in {line:?}"))
+            .to_owned()
+    };
+    let s = Server {
+        http: get("http"),
+        https: get("https"),
+        device: get("device"),
+        syslog: line
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("syslog="))
+            .map(str::to_owned),
+        child,
+    };
+    env.write_trust();
+    s
+}
+
+pub fn curl(env: &Env, args: &[&str]) -> (String, String) {
+    let o = Command::new("curl")
+        .args(["-sS", "--max-time", "20", "-w", "\n%{http_code}"])
+        .args(args)
+        .current_dir(env.dir.path())
+        .output()
+        .expect("curl must be installed");
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    let (body, code) = out.rsplit_once('\n').unwrap_or(("", &out));
+    if code == "000" {
+        // No HTTP answer: curl's own message says why (refused handshake, reset, timeout).
+        return (
+            format!("{body}{}", String::from_utf8_lossy(&o.stderr)),
+            code.to_owned(),
+        );
+    }
+    (body.to_owned(), code.to_owned())
+}
+
+/// POST a base64 CSR file to a simpleenroll URL with a one-time token as HTTP Basic password.
+pub fn est_enroll(env: &Env, url: &str, serial: &str, token: &str, body: &str) -> (String, String) {
+    curl(
+        env,
+        &[
+            "--cacert",
+            "root.pem",
+            "-u",
+            &format!("{serial}:{token}"),
+            "-H",
+            "Content-Type: application/pkcs10",
+            "--data-binary",
+            body,
+            url,
+        ],
+    )
+}
+
+pub fn b64_csr(env: &Env, name: &str, kind: &str, subj: &str) -> String {
+    let csr = env.openssl_csr(name, kind, &["-subj", subj]);
+    env.openssl_ok(&[
+        "req",
+        "-in",
+        csr.to_str().unwrap(),
+        "-outform",
+        "DER",
+        "-out",
+        &format!("{name}.der"),
+    ]);
+    env.openssl_ok(&[
+        "base64",
+        "-in",
+        &format!("{name}.der"),
+        "-out",
+        &format!("{name}.b64"),
+    ]);
+    format!("@{name}.b64")
+}
+
+pub fn p7_to_pem(env: &Env, b64: &str, out: &str) {
+    std::fs::write(env.path("p7.b64"), b64).unwrap();
+    env.openssl_ok(&["base64", "-d", "-in", "p7.b64", "-out", "p7.der"]);
+    env.openssl_ok(&[
+        "pkcs7",
+        "-inform",
+        "DER",
+        "-in",
+        "p7.der",
+        "-print_certs",
+        "-out",
+        out,
+    ]);
+}
+
+pub fn token(env: &Env, device: &str) -> String {
+    env.json(&[
+        "token",
+        "create",
+        "--profile",
+        "default",
+        "--device",
+        device,
+    ])["token"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// A new API token with `role`, as the `Authorization` header value.
+pub fn api_auth(env: &Env, role: &str) -> String {
+    let t = env.json(&[
+        "apitoken",
+        "create",
+        "--name",
+        &format!("{role}-{}", std::process::id()),
+        "--role",
+        role,
+    ])["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    format!("Authorization: Bearer {t}")
+}
+
+/// Enrolls device `serial` of the default profile over EST with a fresh token; leaves
+/// `<name>.pem` and `<name>.key` in the test directory.
+pub fn enroll(env: &Env, srv: &Server, serial: &str, name: &str) {
+    let tok = token(env, serial);
+    let csr = b64_csr(env, name, "p256", &format!("/CN={serial}"));
+    let (body, code) = est_enroll(
+        env,
+        &format!("https://{}/.well-known/est/simpleenroll", srv.https),
+        serial,
+        &tok,
+        &csr,
+    );
+    assert_eq!(code, "200", "{body}");
+    p7_to_pem(env, &body, &format!("{name}.pem"));
+}
