@@ -102,6 +102,9 @@ pub enum Command {
     /// Coordinated vulnerability disclosure: researcher reports.
     #[command(subcommand)]
     Cvd(CvdCmd),
+    /// CSAF 2.0 security advisories authored from findings and releases.
+    #[command(subcommand)]
+    Advisory(AdvisoryCmd),
     /// Benchmarks.
     #[command(subcommand)]
     Bench(BenchCmd),
@@ -201,6 +204,60 @@ pub enum IncidentCmd {
     Clocks {
         #[arg(long, default_value_t = 7)]
         due_within_days: u32,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AdvisoryCmd {
+    /// Author a new advisory for vulnerabilities of one model, from its findings, triage
+    /// decisions and published releases.
+    Create {
+        /// Tracking id, e.g. ACME-2026-0001.
+        #[arg(long)]
+        id: String,
+        #[arg(long)]
+        title: String,
+        #[arg(long)]
+        model: String,
+        /// Vulnerability ids (CVE or any alias) to cover; one or more.
+        #[arg(long = "vuln", required = true)]
+        vulns: Vec<String>,
+        /// Firmware versions that fix them (default: derived from findings and releases).
+        #[arg(long = "fixed-in")]
+        fixed_in: Vec<String>,
+        #[arg(long)]
+        summary: Option<String>,
+        /// white (public), green, amber or red.
+        #[arg(long, default_value = "amber")]
+        tlp: String,
+        /// draft, interim or final.
+        #[arg(long, default_value = "draft")]
+        status: String,
+    },
+    /// Add a revision: new status or TLP, optionally re-derived from current findings.
+    Revise {
+        id: String,
+        #[arg(long)]
+        summary: String,
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long)]
+        tlp: Option<String>,
+        /// Rebuild the vulnerabilities and product status from the data held now.
+        #[arg(long)]
+        refresh: bool,
+    },
+    List,
+    /// The CSAF document of the newest revision.
+    Show {
+        id: String,
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Write the public CSAF provider directory (provider-metadata.json, white/...) to DIR.
+    Publish {
+        #[arg(long)]
+        out: PathBuf,
     },
 }
 

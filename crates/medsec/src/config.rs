@@ -42,6 +42,9 @@ pub struct PostmarketConfig {
     /// Medical device licence numbers by model.
     pub licences: std::collections::BTreeMap<String, String>,
     pub security_txt: SecurityTxtConfig,
+    /// Origin under which CSAF advisories are published (`https://host[:port]`); default the
+    /// first `server.names` entry on the HTTPS port.
+    pub csaf_base_url: Option<String>,
 }
 
 impl Default for PostmarketConfig {
@@ -57,6 +60,7 @@ impl Default for PostmarketConfig {
             manufacturer_address: None,
             licences: Default::default(),
             security_txt: SecurityTxtConfig::default(),
+            csaf_base_url: None,
         }
     }
 }

@@ -1,5 +1,6 @@
 //! The `medsec` command: wires configuration, the store and key sources to the domain crates.
 
+mod advisory;
 mod bench;
 mod cli;
 mod config;
@@ -162,6 +163,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Events(c) => postmarket::events_cmd(&app, c).await,
         Command::Incident(c) => postmarket::incident_cmd(&app, c).await,
         Command::Cvd(c) => postmarket::cvd_cmd(&app, c).await,
+        Command::Advisory(c) => advisory::advisory_cmd(&app, c).await,
         Command::Apitoken(ApiTokenCmd::Create {
             name,
             role,

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use medsec_core::{Actor, DeviceId, DeviceModel};
+use medsec_postmarket::advisory::ProviderBaseUrl;
 use medsec_postmarket::clock::Obligation;
 use medsec_postmarket::cvd::{CvdPolicy, CvdReport, CvdStatus, SecurityTxt, TrackingId};
 use medsec_postmarket::incident::{
@@ -31,8 +32,29 @@ pub fn cvd_policy(cfg: &Config) -> CvdPolicy {
     }
 }
 
+/// The CSAF provider origin: configured, else the first server name on the HTTPS port.
+pub fn csaf_base(cfg: &Config, https_port: u16) -> Result<ProviderBaseUrl> {
+    let s = match &cfg.postmarket.csaf_base_url {
+        Some(u) => u.clone(),
+        None => {
+            let host = cfg
+                .server
+                .names
+                .first()
+                .map(String::as_str)
+                .unwrap_or("localhost");
+            if https_port == 443 {
+                format!("https://{host}")
+            } else {
+                format!("https://{host}:{https_port}")
+            }
+        }
+    };
+    ProviderBaseUrl::parse(&s).with_context(|| format!("postmarket.csaf_base_url {s:?}"))
+}
+
 /// The server-side settings from `[postmarket]`, checked.
-pub fn settings(cfg: &Config) -> Result<PostmarketSettings> {
+pub fn settings(cfg: &Config, https_port: u16) -> Result<PostmarketSettings> {
     let p = &cfg.postmarket;
     let gateways = p
         .syslog_gateways
@@ -80,6 +102,7 @@ pub fn settings(cfg: &Config) -> Result<PostmarketSettings> {
         cvd_per_hour: p.cvd_per_hour,
         cvd_burst: p.cvd_burst,
         retention_days: (p.retention_days > 0).then_some(p.retention_days),
+        csaf_base: Some(csaf_base(cfg, https_port)?),
     })
 }
 
@@ -97,12 +120,7 @@ fn fmt(t: OffsetDateTime) -> String {
 }
 
 fn incident_id(s: &str) -> Result<IncidentId> {
-    let n = s.strip_prefix("INC-").unwrap_or(s);
-    n.parse::<u64>()
-        .ok()
-        .filter(|&n| n > 0)
-        .map(IncidentId)
-        .with_context(|| format!("{s:?} is not an incident id (INC-000001 or 1)"))
+    Ok(IncidentId::parse(s)?)
 }
 
 fn incident_line(i: &Incident) -> String {
@@ -120,7 +138,6 @@ fn incident_line(i: &Incident) -> String {
 fn show_incident(app: &App, i: &Incident) {
     let now = OffsetDateTime::now_utc();
     let mut v = json!(i);
-    v["id"] = json!(i.id().to_string());
     v["clocks"] = json!(i.clocks().unwrap_or_default());
     out(app, v, || {
         let mut s = incident_line(i);
@@ -232,20 +249,12 @@ pub async fn incident_cmd(app: &App, c: IncidentCmd) -> Result<ExitCode> {
     match c {
         IncidentCmd::List { open, limit } => {
             let list = svc.incidents(open, limit.clamp(1, 10_000), 0).await?;
-            out(
-                app,
-                json!({ "incidents": list.iter().map(|i| {
-                    let mut v = json!(i);
-                    v["id"] = json!(i.id().to_string());
-                    v
-                }).collect::<Vec<_>>() }),
-                || {
-                    list.iter()
-                        .map(incident_line)
-                        .collect::<Vec<_>>()
-                        .join("\n")
-                },
-            );
+            out(app, json!({ "incidents": list }), || {
+                list.iter()
+                    .map(incident_line)
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            });
         }
         IncidentCmd::Show { id } => {
             let i = svc.incident(incident_id(&id)?).await?;
@@ -372,7 +381,7 @@ pub async fn incident_cmd(app: &App, c: IncidentCmd) -> Result<ExitCode> {
             out: path,
         } => {
             let i = svc.incident(incident_id(&id)?).await?;
-            let s = settings(&app.cfg)?;
+            let s = settings(&app.cfg, app.cfg.server.https_addr.port())?;
             let (publisher, _) = crate::inventory::publisher(&app.cfg);
             let ctx = medsec_server::report_context(Some(&app.inv), &publisher, &s, &i).await;
             let md = draft(&i, ReportKind::parse(&kind)?, &ctx, now)?;

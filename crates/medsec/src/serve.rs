@@ -108,7 +108,7 @@ pub async fn run(app: App, args: &ServeArgs) -> Result<()> {
         app.store.clone(),
     )));
     let (tuf_keys, tuf_dir_job) = (app.keys.clone(), tuf_dir.clone());
-    let pm_settings = crate::postmarket::settings(&app.cfg)?;
+    let pm_settings = crate::postmarket::settings(&app.cfg, addrs.https.port())?;
     let postmarket = Arc::new(crate::postmarket::service(&app).await?);
     let idevid_cas = match &cfg.idevid_ca {
         Some(p) => {

@@ -468,6 +468,26 @@ fn device_events_detection_incidents_clocks_and_cvd() {
     contains(&body, "Expires: ");
     contains(&body, "Policy: https://example.com/cvd-policy\n");
 
+    // The CSAF provider metadata names this server's directory; nothing outside it is served.
+    let (body, code) = call(&[&format!(
+        "https://{}/.well-known/csaf/provider-metadata.json",
+        srv.https
+    )]);
+    assert_eq!(code, "200", "{body}");
+    let meta = j(&body);
+    assert_eq!(meta["role"], "csaf_provider");
+    contains(
+        meta["distributions"][0]["directory_url"].as_str().unwrap(),
+        "/.well-known/csaf/white/",
+    );
+    let (_, code) = call(&[&format!("https://{}/.well-known/csaf/white/index.txt", srv.https)]);
+    assert_eq!(code, "200");
+    let (_, code) = call(&[
+        "--path-as-is",
+        &format!("https://{}/.well-known/csaf/white/../../../etc/passwd", srv.https),
+    ]);
+    assert_eq!(code, "404");
+
     drop(srv);
     // Every change above is in the audit chain, and it verifies.
     let out = env.ok(&["audit", "verify"]);

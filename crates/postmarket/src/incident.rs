@@ -13,9 +13,48 @@ use crate::clock::{Obligation, RegulatoryClock};
 use crate::event::EventId;
 use crate::rules::{Detection, RuleId};
 
-/// Incident number, unique within one [`IncidentBook`]; rendered `INC-000042`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+/// Incident number, unique within one store; rendered (and serialized) `INC-000042`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct IncidentId(pub u64);
+
+impl IncidentId {
+    /// `INC-000042` or `42`.
+    pub fn parse(s: &str) -> Result<IncidentId, PostmarketError> {
+        s.strip_prefix("INC-")
+            .unwrap_or(s)
+            .parse::<u64>()
+            .ok()
+            .filter(|&n| n > 0)
+            .map(IncidentId)
+            .ok_or_else(|| PostmarketError::Invalid {
+                what: "incident id",
+                message: format!("{s:?} is not an incident id (INC-000001 or 1)"),
+            })
+    }
+}
+
+impl Serialize for IncidentId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for IncidentId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Num(u64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            // Stored bodies written before ids were strings, and id 0 before the store
+            // assigns one, are numbers.
+            Raw::Num(n) => Ok(IncidentId(n)),
+            Raw::Text(t) => IncidentId::parse(&t).map_err(serde::de::Error::custom),
+        }
+    }
+}
 
 impl fmt::Display for IncidentId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -44,6 +44,8 @@ pub fn router<S: CaStore + 'static>(state: Arc<AppState<S>>) -> Router {
         .merge(crate::risk_api::router::<S>())
         .merge(crate::postmarket_api::api_router::<S>())
         .merge(crate::postmarket_api::public_router::<S>())
+        .merge(crate::advisory_api::api_router::<S>())
+        .merge(crate::advisory_api::public_router::<S>())
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::from_fn(crate::limit::deadline))
         .with_state(state)

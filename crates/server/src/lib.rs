@@ -6,6 +6,7 @@
 //! this crate parses, bounds and routes requests, and maps domain errors to HTTP answers.
 
 mod accept;
+mod advisory_api;
 mod api;
 mod est;
 mod gateway;
@@ -24,6 +25,11 @@ mod updates_api;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+pub use advisory_api::{
+    AdvisoryRequest, author as author_advisory, create as create_advisory, load as load_advisory,
+    parse_status as parse_advisory_status, parse_tlp, provider_files, publisher as csaf_publisher,
+    revise as revise_advisory,
+};
 pub use postmarket_api::{PostmarketSettings, kev_listed, report_context};
 pub use problem::Problem;
 pub use risk_api::risk_inputs;

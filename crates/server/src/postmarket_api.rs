@@ -54,6 +54,9 @@ pub struct PostmarketSettings {
     pub cvd_burst: f64,
     /// Events received longer ago than this many days are purged hourly (None: kept).
     pub retention_days: Option<u32>,
+    /// Where the CSAF provider is reached (`https://host[:port]`); CSAF publication is off
+    /// without it.
+    pub csaf_base: Option<medsec_postmarket::advisory::ProviderBaseUrl>,
 }
 
 impl Default for PostmarketSettings {
@@ -67,6 +70,7 @@ impl Default for PostmarketSettings {
             cvd_per_hour: 10.0,
             cvd_burst: 5.0,
             retention_days: Some(730),
+            csaf_base: None,
         }
     }
 }
@@ -361,20 +365,12 @@ async fn put_rules<S: CaStore>(
 }
 
 pub(crate) fn incident_id(s: &str) -> Result<IncidentId, Problem> {
-    let n = s.strip_prefix("INC-").unwrap_or(s);
-    n.parse::<u64>()
-        .ok()
-        .filter(|&n| n > 0)
-        .map(IncidentId)
-        .ok_or_else(|| {
-            Problem::bad_request(format!("{s:?} is not an incident id (INC-000001 or 1)"))
-        })
+    Ok(IncidentId::parse(s)?)
 }
 
 pub(crate) fn incident_json(i: &Incident, now: OffsetDateTime) -> Value {
     let clocks = i.clocks().unwrap_or_default();
     let mut v = json!(i);
-    v["id"] = json!(i.id().to_string());
     v["updated_at"] = json!(i.updated_at().unix_timestamp());
     v["clocks"] = json!(
         clocks
