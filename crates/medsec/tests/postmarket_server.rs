@@ -480,13 +480,55 @@ fn device_events_detection_incidents_clocks_and_cvd() {
         meta["distributions"][0]["directory_url"].as_str().unwrap(),
         "/.well-known/csaf/white/",
     );
-    let (_, code) = call(&[&format!("https://{}/.well-known/csaf/white/index.txt", srv.https)]);
+    let (_, code) = call(&[&format!(
+        "https://{}/.well-known/csaf/white/index.txt",
+        srv.https
+    )]);
     assert_eq!(code, "200");
     let (_, code) = call(&[
         "--path-as-is",
-        &format!("https://{}/.well-known/csaf/white/../../../etc/passwd", srv.https),
+        &format!(
+            "https://{}/.well-known/csaf/white/../../../etc/passwd",
+            srv.https
+        ),
     ]);
     assert_eq!(code, "404");
+
+    // A retired device's revoked certificate is refused in the handshake, and that use is
+    // itself recorded: the server reports it for the device, and the rule opens an incident.
+    let (body, code) = post(
+        &op,
+        "devices/urn:medsec:device:demo-device:P-1/retire",
+        json!({}),
+    );
+    assert_eq!(code, "200", "{body}");
+    let (body, code) = as_device("p1", &["--data", "[]", &events_url]);
+    assert_eq!(code, "000", "{body}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let revoked_use = loop {
+        let (body, _) = call(&["-H", &au, &api("incidents?open=true")]);
+        let found = j(&body)["incidents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["rule"] == "revoked-certificate-use")
+            .cloned();
+        if let Some(i) = found {
+            break i;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no incident for the revoked certificate: {body}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(
+        revoked_use["devices"]
+            .as_object()
+            .unwrap()
+            .contains_key("urn:medsec:device:demo-device:P-1"),
+        "{revoked_use}"
+    );
 
     drop(srv);
     // Every change above is in the audit chain, and it verifies.

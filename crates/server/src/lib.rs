@@ -164,6 +164,9 @@ pub async fn serve<S: medsec_ca::CaStore + 'static>(
     let https = est::router(state.clone());
     let device = gateway::router(state.clone());
     state.watch.clone().spawn(state.clone());
+    if let Some(rx) = state.revoked_use_rx.lock().ok().and_then(|mut r| r.take()) {
+        tokio::spawn(postmarket_api::observe_revoked_use(state.clone(), rx));
+    }
     tokio::spawn(jobs(state.clone()));
     let h = tokio::spawn(async move { axum::serve(bound.http, plain).await });
     let e = tokio::spawn(accept::serve_tls(bound.https, est_cfg, https));

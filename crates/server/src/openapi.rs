@@ -299,8 +299,13 @@ mod tests {
         for src in sources {
             for (i, _) in src.match_indices(".route(") {
                 let rest = &src[i..];
-                let Some(start) = rest.find('"') else { continue };
-                let path: String = rest[start + 1..].chars().take_while(|&c| c != '"').collect();
+                let Some(start) = rest.find('"') else {
+                    continue;
+                };
+                let path: String = rest[start + 1..]
+                    .chars()
+                    .take_while(|&c| c != '"')
+                    .collect();
                 if path.starts_with("/api/v1/") && !paths.contains_key(&path) {
                     missing.push(path);
                 }

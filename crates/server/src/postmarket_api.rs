@@ -168,6 +168,54 @@ pub async fn kev_listed(
     svc.kev_listed(&xs, now()).await
 }
 
+/// Turns handshakes refused for a revoked certificate into `certificate-rejected` events of
+/// the certificate's device (source `server`), so the "use of a revoked certificate" rule sees
+/// what no device can report about itself. One event per certificate per minute.
+pub(crate) async fn observe_revoked_use<S: CaStore>(
+    st: Arc<AppState<S>>,
+    mut rx: tokio::sync::mpsc::Receiver<medsec_core::CertSerial>,
+) {
+    while let Some(serial) = rx.recv().await {
+        let Some(svc) = st.postmarket.as_deref() else {
+            continue;
+        };
+        let cert = match st.ca.get_cert(&serial).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::debug!("revoked serial {serial} refused but not found: {e}");
+                continue;
+            }
+        };
+        let t = now();
+        let minute = t.unix_timestamp() / 60;
+        let id = format!("revoked-use-{serial}-{minute}");
+        let event = (|| -> Result<medsec_postmarket::Event, PostmarketError> {
+            Ok(medsec_postmarket::Event {
+                id: medsec_postmarket::EventId::parse(&id)?,
+                at: t,
+                kind: medsec_postmarket::EventKind::CertificateRejected,
+                severity: medsec_postmarket::Severity::High,
+                details: [
+                    ("reason".to_string(), "revoked".to_string()),
+                    ("serial".to_string(), serial.to_string()),
+                    ("observed_by".to_string(), "device-gateway".to_string()),
+                ]
+                .into(),
+            })
+        })();
+        let r = match event {
+            Ok(e) => {
+                svc.ingest(&cert.device, EventSource::Server, vec![e], t)
+                    .await
+            }
+            Err(e) => Err(e),
+        };
+        if let Err(e) = r {
+            tracing::warn!("recording use of revoked certificate {serial}: {e}");
+        }
+    }
+}
+
 fn pm<S>(st: &AppState<S>) -> Result<&PostmarketService, Problem> {
     st.postmarket
         .as_deref()

@@ -43,6 +43,10 @@ pub struct AppState<S> {
     pub(crate) cvd_limiter: crate::limit::RateLimiter,
     /// When the retention job last purged events.
     pub(crate) last_purge: Mutex<Option<time::OffsetDateTime>>,
+    /// Serials of revoked certificates refused in device handshakes, for the post-market
+    /// "use of a revoked certificate" event; the receiver is taken by `serve`.
+    pub(crate) revoked_use: tokio::sync::mpsc::Sender<medsec_core::CertSerial>,
+    pub(crate) revoked_use_rx: Mutex<Option<tokio::sync::mpsc::Receiver<medsec_core::CertSerial>>>,
 }
 
 fn cvd_limiter(s: &crate::postmarket_api::PostmarketSettings) -> crate::limit::RateLimiter {
@@ -55,6 +59,9 @@ impl<S: CaStore> AppState<S> {
         default_profile: Option<Name>,
         auth: Arc<dyn medsec_auth::AuthStore>,
     ) -> Self {
+        // Bounded: a flood of handshakes with a revoked certificate drops observations (one
+        // per minute per certificate is all the event log keeps anyway), never blocks TLS.
+        let (revoked_use, revoked_use_rx) = tokio::sync::mpsc::channel(1024);
         AppState {
             ca,
             actor: Actor::system(),
@@ -75,6 +82,8 @@ impl<S: CaStore> AppState<S> {
             postmarket_settings: crate::postmarket_api::PostmarketSettings::default(),
             cvd_limiter: cvd_limiter(&crate::postmarket_api::PostmarketSettings::default()),
             last_purge: Mutex::new(None),
+            revoked_use,
+            revoked_use_rx: Mutex::new(Some(revoked_use_rx)),
         }
     }
 

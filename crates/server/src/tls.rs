@@ -157,6 +157,7 @@ pub async fn device_tls_config<S: CaStore>(
     let verifier = Arc::new(RevocationChecking {
         inner,
         watch: state.watch.clone(),
+        observed: state.revoked_use.clone(),
     });
     server_config(verifier, identity)
 }
@@ -166,6 +167,8 @@ pub async fn device_tls_config<S: CaStore>(
 struct RevocationChecking {
     inner: Arc<dyn ClientCertVerifier>,
     watch: Arc<RevocationWatch>,
+    /// Where refused revoked serials are reported (post-market surveillance).
+    observed: tokio::sync::mpsc::Sender<medsec_core::CertSerial>,
 }
 
 impl std::fmt::Debug for RevocationWatch {
@@ -197,6 +200,7 @@ impl ClientCertVerifier for RevocationChecking {
             rustls::Error::InvalidCertificate(rustls::CertificateError::BadEncoding)
         })?;
         if self.watch.is_revoked(serial.as_bytes()) {
+            let _ = self.observed.try_send(serial);
             return Err(rustls::Error::InvalidCertificate(
                 rustls::CertificateError::Revoked,
             ));
