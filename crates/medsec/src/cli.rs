@@ -197,6 +197,9 @@ pub enum IncidentCmd {
         id: String,
         #[arg(long, default_value = "preliminary")]
         kind: String,
+        /// Consequences for patients or users as established so far.
+        #[arg(long)]
+        consequences: Option<String>,
         #[arg(long)]
         out: Option<PathBuf>,
     },

@@ -378,12 +378,18 @@ pub async fn incident_cmd(app: &App, c: IncidentCmd) -> Result<ExitCode> {
         IncidentCmd::Report {
             id,
             kind,
+            consequences,
             out: path,
         } => {
             let i = svc.incident(incident_id(&id)?).await?;
             let s = settings(&app.cfg, app.cfg.server.https_addr.port())?;
             let (publisher, _) = crate::inventory::publisher(&app.cfg);
-            let ctx = medsec_server::report_context(Some(&app.inv), &publisher, &s, &i).await;
+            let mut ctx = medsec_server::report_context(Some(&app.inv), &publisher, &s, &i).await;
+            ctx.consequences = consequences
+                .as_deref()
+                .map(Note::parse)
+                .transpose()?
+                .map(|n| n.as_str().to_string());
             let md = draft(&i, ReportKind::parse(&kind)?, &ctx, now)?;
             write_or_print(path.as_deref(), &md)?;
         }

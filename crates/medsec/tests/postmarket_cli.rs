@@ -233,6 +233,8 @@ fn kev_incident_reportability_and_csaf_advisory() {
         &id,
         "--kind",
         "final",
+        "--consequences",
+        "No patient harm reported",
         "--out",
         report.to_str().unwrap(),
     ]);
@@ -244,6 +246,7 @@ fn kev_incident_reportability_and_csaf_advisory() {
         "CVE-2024-4068",
         "urn:medsec:device:pump-x2:SN-2",
         "Customers advised to segment",
+        "Consequences: No patient harm reported",
     ] {
         contains(&md, needle);
     }

@@ -685,6 +685,8 @@ async fn obligation_met<S: CaStore>(
 #[derive(Deserialize)]
 struct ReportQuery {
     kind: Option<String>,
+    /// Consequences for patients or users as established so far (free text).
+    consequences: Option<String>,
 }
 
 /// Gathers what a drafted report needs beyond the incident (shared with the CLI).
@@ -732,13 +734,19 @@ async fn incident_report<S: CaStore>(
     caller(&st, &h, Role::Auditor, "read incidents").await?;
     let kind = ReportKind::parse(q.kind.as_deref().unwrap_or("preliminary"))?;
     let inc = pm(&st)?.incident(incident_id(&id)?).await?;
-    let ctx = report_context(
+    let mut ctx = report_context(
         st.inventory.as_deref(),
         &st.manufacturer,
         &st.postmarket_settings,
         &inc,
     )
     .await;
+    ctx.consequences = q
+        .consequences
+        .as_deref()
+        .map(Note::parse)
+        .transpose()?
+        .map(|n| n.as_str().to_string());
     let md = draft(&inc, kind, &ctx, now())?;
     Ok(([(header::CONTENT_TYPE, "text/markdown; charset=utf-8")], md).into_response())
 }
