@@ -7,6 +7,8 @@
 //!   certificate as TLS client certificate) once two thirds of the validity have passed:
 //!   same key by default, a new key with `rekey`.
 //! * [`Agent::whoami`] asks the device gateway who the server thinks we are.
+//! * [`EventReporter`] records security events in a durable spool and delivers them to the
+//!   device gateway, exactly once in the server's store (see [`events`]).
 //!
 //! The device key is a PKCS#8 file in the state directory by default, or, with
 //! [`AgentConfig::pkcs11`], a non-extractable key generated inside a PKCS#11 token (secure
@@ -23,6 +25,7 @@ mod client;
 mod config;
 mod csr;
 mod est;
+pub mod events;
 mod keys;
 mod state;
 mod tls_key;
@@ -34,6 +37,7 @@ use std::path::PathBuf;
 pub use agent::{Agent, RenewOutcome, Status, Whoami, renewal_due, renewal_time};
 pub use client::EstClient;
 pub use config::{AgentConfig, Pkcs11KeyConfig, Timeouts};
+pub use events::{EventReporter, NewEvent};
 pub use keys::{DEFAULT_PKCS11_KEY_LABEL, SUPPORTED as SUPPORTED_KEY_ALGORITHMS};
 pub use state::CertInfo;
 pub use update::{Refusal, UpdateClient, UpdateConfig};
@@ -94,6 +98,12 @@ pub enum AgentError {
         "the device certificate expired at {0}; an expired certificate cannot be renewed, enroll again with a new token"
     )]
     Expired(String),
+    /// A security event the server would refuse; the message names the field.
+    #[error("invalid security event: {0}")]
+    InvalidEvent(String),
+    /// The event spool has no room the drop policy may make (see `events`).
+    #[error("the security event spool is full: {0}")]
+    SpoolFull(String),
     /// A firmware update failed verification; `kind` says which check (and so which attack).
     #[error("update refused ({kind}): {detail}")]
     UpdateRefused {

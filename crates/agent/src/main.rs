@@ -8,8 +8,10 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
+use medsec_agent::events::{EventType, FlushReport, Severity};
 use medsec_agent::{
-    Agent, AgentConfig, Pkcs11KeyConfig, RenewOutcome, Timeouts, UpdateClient, UpdateConfig,
+    Agent, AgentConfig, AgentError, EventReporter, NewEvent, Pkcs11KeyConfig, RenewOutcome,
+    Timeouts, UpdateClient, UpdateConfig,
 };
 use medsec_core::{DeviceSerial, KeyAlgorithm, Name};
 use time::OffsetDateTime;
@@ -34,7 +36,7 @@ struct Cli {
     /// EST server, host:port (needed by enroll and renew).
     #[arg(long, global = true, env = "MEDSEC_AGENT_SERVER_HTTPS")]
     server_https: Option<String>,
-    /// Device gateway, host:port (needed by whoami).
+    /// Device gateway, host:port (needed by whoami, update, events flush and events send).
     #[arg(long, global = true, env = "MEDSEC_AGENT_SERVER_DEVICE")]
     server_device: Option<String>,
     /// Name the server certificate must carry (DNS name or IP address).
@@ -115,6 +117,41 @@ enum Command {
     /// Secure updates: TUF-verified images the director offers this device.
     #[command(subcommand)]
     Update(UpdateCmd),
+    /// Security events: record them in the local spool, deliver them to the device gateway.
+    #[command(subcommand)]
+    Events(EventsCmd),
+}
+
+#[derive(Subcommand, Debug)]
+enum EventsCmd {
+    /// Validate one event and add it to the spool (fsynced); `flush` sends it.
+    Record {
+        /// auth-failure, certificate-rejected, config-changed, firmware-integrity-failure,
+        /// update-failure, tamper, debug-port or unusual-connection.
+        #[arg(long = "type", value_name = "TYPE")]
+        event_type: String,
+        /// info, low, medium, high or critical.
+        #[arg(long)]
+        severity: String,
+        /// Who made the change (config-changed only, and required there), e.g. local:tech.
+        #[arg(long)]
+        by: Option<String>,
+        /// A detail for people reading the event; repeatable.
+        #[arg(long = "detail", value_name = "KEY=VALUE")]
+        details: Vec<String>,
+        /// When it happened (RFC 3339); default: now.
+        #[arg(long)]
+        time: Option<String>,
+    },
+    /// Send the spooled events to the device gateway (mTLS with the device certificate).
+    Flush,
+    /// Validate a JSON array of events (wire form, ids included), spool it, then flush.
+    Send {
+        /// The JSON file.
+        file: PathBuf,
+    },
+    /// Spooled and rejected events, and how the last flush went.
+    Status,
 }
 
 #[derive(clap::Args, Debug)]
@@ -300,23 +337,42 @@ fn run(cli: Cli) -> Result<()> {
         Command::Enroll { .. } => Some(enroll_args(&cli.command)?),
         _ => None,
     };
+    let new_event = match &cli.command {
+        Command::Events(e @ EventsCmd::Record { .. }) => Some(record_args(e)?),
+        _ => None,
+    };
     match &cli.command {
         Command::Enroll { .. } | Command::Renew { .. } => {
             need(&cli.server_https, "--server-https", "this command")?
         }
         Command::Whoami => need(&cli.server_device, "--server-device", "whoami")?,
         Command::Status => {}
+        Command::Events(e) => {
+            if matches!(e, EventsCmd::Flush | EventsCmd::Send { .. }) {
+                need(
+                    &cli.server_device,
+                    "--server-device",
+                    "events flush and send",
+                )?
+            }
+        }
         Command::Update(u) => {
             if !matches!(u, UpdateCmd::Status(_)) {
                 need(&cli.server_device, "--server-device", "update")?
             }
         }
     }
-    let agent = Agent::new(cfg)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
+    if let Command::Events(e) = &cli.command {
+        // Not through `Agent::new`: recording must work even when the trust root, which only
+        // a flush needs, cannot be read.
+        let reporter = EventReporter::new(cfg);
+        return rt.block_on(events(&cli, &reporter, e, new_event));
+    }
+    let agent = Agent::new(cfg)?;
     match &cli.command {
         Command::Enroll { .. } => {
             let Some((serial, token)) = &enroll else {
@@ -371,6 +427,7 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Update(u) => rt.block_on(update(&cli, cfg_for_update(&cli)?, u))?,
+        Command::Events(_) => bail!("events commands are handled before the agent is opened"),
         Command::Whoami => {
             let w = rt.block_on(agent.whoami())?;
             println!("{}", serde_json::to_string_pretty(&w)?);
@@ -533,6 +590,249 @@ async fn update(cli: &Cli, cfg: AgentConfig, cmd: &UpdateCmd) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// `events record|flush|send|status`.
+async fn events(
+    cli: &Cli,
+    reporter: &EventReporter,
+    cmd: &EventsCmd,
+    new_event: Option<NewEvent>,
+) -> Result<()> {
+    match cmd {
+        EventsCmd::Record { .. } => {
+            let Some(ev) = new_event else {
+                bail!("record arguments were not checked");
+            };
+            let (event_type, severity) = (ev.event_type, ev.severity);
+            let r = reporter.record(ev)?;
+            if cli.json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                println!(
+                    "recorded {event_type} event {} ({})",
+                    r.id,
+                    severity.as_str()
+                );
+                if r.dropped > 0 {
+                    println!(
+                        "the spool was full: {} older events dropped to make room",
+                        r.dropped
+                    );
+                }
+            }
+        }
+        EventsCmd::Flush => {
+            let report = flush(reporter).await?;
+            print_flush(cli, &report, serde_json::json!(report))?;
+            rejected_is_an_error(reporter, &report)?;
+        }
+        EventsCmd::Send { file } => {
+            let json = read_events_file(file)?;
+            let spooled = reporter
+                .spool_batch(&json)
+                .with_context(|| format!("{} was not spooled", file.display()))?;
+            if !cli.json {
+                println!(
+                    "spooled {} events from {}{}",
+                    spooled.spooled.len(),
+                    file.display(),
+                    if spooled.already_spooled > 0 {
+                        format!(" ({} were spooled already)", spooled.already_spooled)
+                    } else {
+                        String::new()
+                    }
+                );
+            }
+            let report = flush(reporter).await?;
+            print_flush(
+                cli,
+                &report,
+                serde_json::json!({"spooled": spooled, "flush": report}),
+            )?;
+            rejected_is_an_error(reporter, &report)?;
+        }
+        EventsCmd::Status => {
+            let s = reporter.status()?;
+            if cli.json {
+                println!("{}", serde_json::to_string_pretty(&s)?);
+            } else {
+                let by: Vec<String> = s
+                    .by_severity
+                    .iter()
+                    .map(|(k, v)| format!("{v} {k}"))
+                    .collect();
+                println!("spool:        {}", s.dir.display());
+                println!(
+                    "spooled:      {} events, {} bytes{}",
+                    s.spooled,
+                    s.spool_bytes,
+                    if by.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({})", by.join(", "))
+                    }
+                );
+                println!("rejected:     {}", s.rejected);
+                println!(
+                    "dropped:      {} (not yet reported: {})",
+                    s.dropped_total, s.dropped_pending
+                );
+                match &s.last_flush {
+                    None => println!("last flush:   never"),
+                    Some(l) => println!(
+                        "last flush:   {}: {} delivered, {} rejected, {} remaining{}",
+                        when(l.at),
+                        l.report.delivered,
+                        l.report.rejected,
+                        l.report.remaining,
+                        l.error
+                            .as_deref()
+                            .map(|e| format!("; stopped: {e}"))
+                            .unwrap_or_default()
+                    ),
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A flush; on failure, the error says that nothing is lost.
+async fn flush(reporter: &EventReporter) -> Result<FlushReport> {
+    match reporter.flush().await {
+        Ok(r) => Ok(r),
+        Err(e) => {
+            let left = reporter.status().map(|s| s.spooled).unwrap_or(0);
+            bail!("{e}; {left} events stay spooled for the next flush")
+        }
+    }
+}
+
+fn print_flush(cli: &Cli, r: &FlushReport, json: serde_json::Value) -> Result<()> {
+    if cli.json {
+        println!("{}", serde_json::to_string_pretty(&json)?);
+        return Ok(());
+    }
+    if r.batches == 0 {
+        println!("nothing to send");
+        return Ok(());
+    }
+    println!(
+        "delivered {} events in {} requests ({} new, {} already stored), {} rejected, {} still spooled",
+        r.delivered, r.batches, r.accepted, r.duplicates, r.rejected, r.remaining
+    );
+    for i in &r.incidents {
+        println!(
+            "incident {} {} by rule {}",
+            i.incident,
+            if i.opened { "opened" } else { "updated" },
+            i.rule
+        );
+    }
+    Ok(())
+}
+
+/// Events the server refused are not delivered: the exit code must say so.
+fn rejected_is_an_error(reporter: &EventReporter, r: &FlushReport) -> Result<()> {
+    if r.rejected > 0 {
+        bail!(
+            "the server refused {} events; they were moved to {} with its reasons",
+            r.rejected,
+            reporter.rejected_path().display()
+        );
+    }
+    Ok(())
+}
+
+fn read_events_file(p: &std::path::Path) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let f = std::fs::File::open(p).with_context(|| format!("opening {}", p.display()))?;
+    let mut data = Vec::new();
+    f.take(medsec_agent::events::MAX_SEND_FILE + 1)
+        .read_to_end(&mut data)
+        .with_context(|| format!("reading {}", p.display()))?;
+    if data.len() as u64 > medsec_agent::events::MAX_SEND_FILE {
+        bail!(
+            "{} is larger than {} bytes; send it in parts",
+            p.display(),
+            medsec_agent::events::MAX_SEND_FILE
+        );
+    }
+    Ok(data)
+}
+
+/// The record command's event, checked against the server's rules (a mistake there is a
+/// usage error: exit code 2).
+fn record_args(cmd: &EventsCmd) -> Result<NewEvent> {
+    let EventsCmd::Record {
+        event_type,
+        severity,
+        by,
+        details,
+        time,
+    } = cmd
+    else {
+        bail!("not a record command");
+    };
+    let t = EventType::parse(event_type).ok_or_else(|| {
+        usage(format!(
+            "--type: unknown event type {event_type:?}; expected one of {}",
+            EventType::ALL.map(EventType::as_str).join(", ")
+        ))
+    })?;
+    let sev: Severity = serde_json::from_value(serde_json::Value::String(severity.clone()))
+        .map_err(|_| {
+            usage(format!(
+                "--severity: {severity:?} is not info, low, medium, high or critical"
+            ))
+        })?;
+    let mut ev = NewEvent::new(t, sev);
+    match by {
+        Some(b) => ev = ev.by(b),
+        None if t == EventType::ConfigChanged => {
+            return Err(usage(
+                "config-changed events need --by <actor>: who made the change, e.g. local:tech",
+            ));
+        }
+        None => {}
+    }
+    for d in details {
+        let Some((k, v)) = d.split_once('=') else {
+            return Err(usage(format!("--detail {d:?}: expected KEY=VALUE")));
+        };
+        if ev.details.contains_key(k) {
+            return Err(usage(format!("--detail: key {k:?} given twice")));
+        }
+        ev = ev.detail(k, v);
+    }
+    if let Some(t) = time {
+        let at = OffsetDateTime::parse(t, &Rfc3339)
+            .map_err(|e| usage(format!("--time {t:?}: not an RFC 3339 time: {e}")))?;
+        ev = ev.at(at);
+    }
+    ev.validate().map_err(|e| match e {
+        AgentError::InvalidEvent(m) => usage(as_flags(&m)),
+        other => other.into(),
+    })?;
+    Ok(ev)
+}
+
+/// A validation message in terms of the command's flags: `by: …` is about --by,
+/// `details.<key>: …` about one --detail.
+fn as_flags(m: &str) -> String {
+    if let Some(rest) = m.strip_prefix("details.")
+        && let Some((key, why)) = rest.rsplit_once(": ")
+    {
+        return format!("--detail {key:?}: {why}");
+    }
+    if let Some(rest) = m.strip_prefix("details: ") {
+        return format!("--detail: {rest}");
+    }
+    if let Some(rest) = m.strip_prefix("by: ") {
+        return format!("--by: {rest}");
+    }
+    m.to_owned()
 }
 
 /// The enroll command's serial and token, checked.

@@ -2,7 +2,8 @@
 //!
 //! One server per test run; the steps share it because they are one device's life: enroll,
 //! token reuse refused, renew not due, forced renew, rekey, revocation. The same life with the
-//! device key in a PKCS#11 token runs against SoftHSM2.
+//! device key in a PKCS#11 token runs against SoftHSM2. Security events go through the spool
+//! to the server, across a server outage and an agent crash.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -10,7 +11,9 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::{OnceLock, mpsc};
 use std::time::{Duration, Instant};
 
-use medsec_agent::{Agent, AgentConfig, AgentError, Pkcs11KeyConfig};
+use medsec_agent::events::{EventType, Severity};
+use medsec_agent::{Agent, AgentConfig, AgentError, EventReporter, NewEvent, Pkcs11KeyConfig};
+use time::format_description::well_known::Rfc3339;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 const PASSPHRASE: &str = "agent e2e test passphrase";
@@ -44,7 +47,8 @@ fn medsec_bin() -> PathBuf {
 
 /// A running `medsec serve`, killed when dropped (also when a step panics).
 struct Server {
-    child: Child,
+    /// `None` while stopped.
+    child: Option<Child>,
     dir: tempfile::TempDir,
     bin: PathBuf,
     http: String,
@@ -54,8 +58,7 @@ struct Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.stop();
     }
 }
 
@@ -63,10 +66,45 @@ impl Server {
     fn start() -> Server {
         let bin = medsec_bin();
         let dir = tempfile::tempdir().unwrap();
-        let stderr = std::fs::File::create(dir.path().join("server.log")).unwrap();
-        let mut child = Command::new(&bin)
+        let mut server = Server {
+            child: None,
+            dir,
+            bin,
+            http: String::new(),
+            https: String::new(),
+            device: String::new(),
+        };
+        server.launch();
+        let root = server.medsec_ok(&["ca", "show", "root", "--pem"]);
+        std::fs::write(server.path("root.pem"), root).unwrap();
+        server
+    }
+
+    /// Stops the server (like a crash or power cut: killed, no shutdown).
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts it again on the same data; the listeners get new ports.
+    fn restart(&mut self) {
+        self.stop();
+        self.launch();
+    }
+
+    /// Spawns `medsec serve` on the data directory and waits for its listening line.
+    fn launch(&mut self) {
+        // Appended to, so the log of a restarted server still shows the first run.
+        let stderr = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.path("server.log"))
+            .unwrap();
+        let mut child = Command::new(&self.bin)
             .arg("--data-dir")
-            .arg(dir.path().join("data"))
+            .arg(self.path("data"))
             .args([
                 "serve",
                 "--http",
@@ -93,14 +131,8 @@ impl Server {
                 let _ = tx.send(line);
             }
         });
-        let mut server = Server {
-            child,
-            dir,
-            bin,
-            http: String::new(),
-            https: String::new(),
-            device: String::new(),
-        };
+        self.child = Some(child);
+        let server = self;
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -122,9 +154,6 @@ impl Server {
             }
         }
         assert!(!server.https.is_empty() && !server.device.is_empty());
-        let root = server.medsec_ok(&["ca", "show", "root", "--pem"]);
-        std::fs::write(server.path("root.pem"), root).unwrap();
-        server
     }
 
     fn path(&self, name: &str) -> PathBuf {
@@ -1080,4 +1109,334 @@ fn secure_update_against_a_real_server() {
     let v = py("a");
     assert_eq!(v["root_version"], 2);
     assert_eq!(v["custom"]["security_version"], 2);
+}
+
+// ---- Security events ----
+
+impl Server {
+    /// A new API token with `role`.
+    fn api_token(&self, role: &str) -> String {
+        let out = self.medsec_ok(&[
+            "--json",
+            "apitoken",
+            "create",
+            "--name",
+            &format!("agent-e2e-{role}"),
+            "--role",
+            role,
+        ]);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        v["token"].as_str().expect("token field").to_owned()
+    }
+
+    /// `GET /api/v1/<path>` on the HTTPS listener with an API token (curl); the JSON answer.
+    fn api(&self, token: &str, path: &str) -> serde_json::Value {
+        let o = Command::new("curl")
+            .args(["-sS", "--max-time", "20", "--fail-with-body", "--cacert"])
+            .arg(self.path("root.pem"))
+            .args(["-H", &format!("Authorization: Bearer {token}")])
+            .arg(format!("https://{}/api/v1/{path}", self.https))
+            .output()
+            .expect("curl must be installed");
+        assert!(
+            o.status.success(),
+            "GET /api/v1/{path}: {}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        serde_json::from_slice(&o.stdout).unwrap()
+    }
+
+    fn agent_json(&self, state: &str, args: &[&str]) -> serde_json::Value {
+        let mut a = vec!["--json"];
+        a.extend_from_slice(args);
+        let out = self.agent_ok(state, &a);
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
+    }
+}
+
+/// (delivered, accepted, duplicates, batches) of a flush report.
+fn flushed(v: &serde_json::Value) -> (u64, u64, u64, u64) {
+    let n = |k: &str| v[k].as_u64().unwrap_or_else(|| panic!("{k} in {v}"));
+    (n("delivered"), n("accepted"), n("duplicates"), n("batches"))
+}
+
+/// The agent records events (CLI and library), spools them and delivers them over mTLS; the
+/// server lists them for the device its certificate names, and its rules open incidents. A
+/// flush during an outage keeps the spool and a later one delivers it exactly once; so does
+/// one after the agent crashed between recording and flushing.
+#[test]
+fn security_events_reach_the_server_exactly_once() {
+    let mut s = Server::start();
+    let t = s.token("EV-1");
+    s.agent_ok("ev1", &["enroll", "--serial", "EV-1", "--token", &t]);
+    let urn = "urn:medsec:device:demo-device:EV-1";
+    let auditor = s.api_token("auditor");
+    let listed = |s: &Server| -> Vec<serde_json::Value> {
+        s.api(
+            &auditor,
+            &format!("events?device={urn}&limit=1000&order=oldest"),
+        )["events"]
+            .as_array()
+            .unwrap()
+            .clone()
+    };
+    let ids_of = |events: &[serde_json::Value]| -> Vec<String> {
+        events
+            .iter()
+            .map(|e| e["event"]["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+
+    // 1. Five authentication failures within a few minutes, a tamper, a config change.
+    let now = time::OffsetDateTime::now_utc();
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let at = (now - time::Duration::minutes(4 - i))
+            .format(&Rfc3339)
+            .unwrap();
+        let attempt = format!("attempt={i}");
+        let r = s.agent_json(
+            "ev1",
+            &[
+                "events",
+                "record",
+                "--type",
+                "auth-failure",
+                "--severity",
+                "medium",
+                "--detail",
+                "user=service",
+                "--detail",
+                &attempt,
+                "--time",
+                &at,
+            ],
+        );
+        assert_eq!(r["dropped"], 0);
+        ids.push(r["id"].as_str().unwrap().to_owned());
+    }
+    let out = s.agent_ok(
+        "ev1",
+        &[
+            "events",
+            "record",
+            "--type",
+            "tamper",
+            "--severity",
+            "high",
+            "--detail",
+            "sensor=enclosure",
+        ],
+    );
+    contains(&out, "recorded tamper event");
+    ids.push(out.split_whitespace().nth(3).unwrap().to_owned());
+    let r = s.agent_json(
+        "ev1",
+        &[
+            "events",
+            "record",
+            "--type",
+            "config-changed",
+            "--severity",
+            "low",
+            "--by",
+            "local:tech",
+            "--detail",
+            "setting=dose-limit",
+        ],
+    );
+    ids.push(r["id"].as_str().unwrap().to_owned());
+    // What the server would refuse is refused here, as a usage error, and not spooled.
+    for (args, needle) in [
+        (
+            &["--type", "config-changed", "--severity", "low"][..],
+            "--by",
+        ),
+        (
+            &["--type", "tamper", "--severity", "high", "--by", "x"][..],
+            "--by",
+        ),
+        (&["--type", "meteor", "--severity", "high"][..], "--type"),
+        (
+            &["--type", "tamper", "--severity", "urgent"][..],
+            "--severity",
+        ),
+        (
+            &["--type", "tamper", "--severity", "high", "--time", "noon"][..],
+            "--time",
+        ),
+    ] {
+        let mut a = vec!["events", "record"];
+        a.extend_from_slice(args);
+        let o = s.agent("ev1", &a);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        contains(&err, needle);
+    }
+    let st = s.agent_json("ev1", &["events", "status"]);
+    assert_eq!(
+        (st["spooled"].as_u64(), st["rejected"].as_u64()),
+        (Some(7), Some(0))
+    );
+    assert!(st["last_flush"].is_null());
+
+    // 2. Flush: one batch, all new; the burst opens the auth-failure-burst incident.
+    let f = s.agent_json("ev1", &["events", "flush"]);
+    assert_eq!(flushed(&f), (7, 7, 0, 1), "{f}");
+    assert_eq!(f["remaining"], 0);
+    let touched: Vec<&str> = f["incidents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["rule"].as_str().unwrap())
+        .collect();
+    assert!(touched.contains(&"auth-failure-burst"), "{f}");
+    let events = listed(&s);
+    assert_eq!(ids_of(&events), ids, "all seven, in order, once each");
+    for e in &events {
+        // Attributed from the client certificate.
+        assert_eq!(e["device"]["serial"], "EV-1", "{e}");
+        assert_eq!(e["source"], "device");
+    }
+    assert_eq!(events[0]["event"]["details"]["user"], "service");
+    assert_eq!(events[5]["event"]["kind"]["type"], "tamper");
+    assert_eq!(events[5]["event"]["severity"], "high");
+    assert_eq!(events[6]["event"]["kind"]["type"], "config-changed");
+    assert_eq!(events[6]["event"]["kind"]["by"], "local:tech");
+    let incidents = s.api(&auditor, "incidents");
+    let burst = incidents["incidents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["rule"] == "auth-failure-burst")
+        .unwrap_or_else(|| panic!("no auth-failure-burst incident: {incidents}"));
+    assert!(burst["devices"].get(urn).is_some(), "{burst}");
+
+    // 3. Nothing left: a second flush sends nothing.
+    let f = s.agent_json("ev1", &["events", "flush"]);
+    assert_eq!(flushed(&f), (0, 0, 0, 0), "{f}");
+    contains(&s.agent_ok("ev1", &["events", "flush"]), "nothing to send");
+    assert_eq!(listed(&s).len(), 7);
+
+    // 4. The server goes down: the flush fails, says so, and keeps everything.
+    for (ty, sev) in [("unusual-connection", "info"), ("debug-port", "critical")] {
+        let r = s.agent_json(
+            "ev1",
+            &["events", "record", "--type", ty, "--severity", sev],
+        );
+        ids.push(r["id"].as_str().unwrap().to_owned());
+    }
+    s.stop();
+    let err = s.agent_fails("ev1", &["events", "flush"]);
+    contains(&err, "cannot connect");
+    contains(&err, "2 events stay spooled");
+    let st = s.agent_json("ev1", &["events", "status"]);
+    assert_eq!(st["spooled"], 2);
+    contains(
+        st["last_flush"]["error"].as_str().unwrap(),
+        "cannot connect",
+    );
+    // Back up (new ports): delivered exactly once.
+    s.restart();
+    let f = s.agent_json("ev1", &["events", "flush"]);
+    assert_eq!(flushed(&f), (2, 2, 0, 1), "{f}");
+    assert_eq!(ids_of(&listed(&s)), ids);
+    let f = s.agent_json("ev1", &["events", "flush"]);
+    assert_eq!(flushed(&f), (0, 0, 0, 0), "{f}");
+
+    // 5. A file of events with their own ids: sending it again stores nothing twice.
+    let file = s.path("events.json");
+    let at = time::OffsetDateTime::now_utc().format(&Rfc3339).unwrap();
+    std::fs::write(
+        &file,
+        serde_json::to_string(&serde_json::json!([
+            {"id": "file-1", "time": at, "type": "update-failure", "severity": "medium",
+             "details": {"target": "demo-device-2.0.bin"}},
+            {"id": "file-2", "time": at, "type": "certificate-rejected", "severity": "low"},
+        ]))
+        .unwrap(),
+    )
+    .unwrap();
+    let file = file.to_str().unwrap();
+    let v = s.agent_json("ev1", &["events", "send", file]);
+    assert_eq!(flushed(&v["flush"]), (2, 2, 0, 1), "{v}");
+    let v = s.agent_json("ev1", &["events", "send", file]);
+    assert_eq!(flushed(&v["flush"]), (2, 0, 2, 1), "{v}");
+    ids.extend(["file-1".to_owned(), "file-2".to_owned()]);
+    assert_eq!(ids_of(&listed(&s)), ids);
+    // A file the server would refuse is refused whole, before anything is spooled or sent.
+    let bad = s.path("bad.json");
+    std::fs::write(
+        &bad,
+        format!(
+            r#"[{{"id":"file-3","time":"{at}","type":"tamper","severity":"high"}},
+               {{"id":"file-4","time":"{at}","type":"tamper","severity":"severe"}}]"#
+        ),
+    )
+    .unwrap();
+    let err = s.agent_fails("ev1", &["events", "send", bad.to_str().unwrap()]);
+    contains(&err, "[1].severity");
+    assert_eq!(s.agent_json("ev1", &["events", "status"])["spooled"], 0);
+
+    // 6. A crash between record and flush (the library, dropped without flushing), and one
+    //    in the middle of the next append: the recorded event is delivered after a restart.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let crashed = {
+        let r = EventReporter::new(s.config("ev1"));
+        r.record(
+            NewEvent::new(EventType::FirmwareIntegrityFailure, Severity::Critical)
+                .detail("slot", "b"),
+        )
+        .unwrap()
+        .id
+    };
+    let spool = s.path("ev1").join("events").join("spool.jsonl");
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&spool)
+        .unwrap();
+    f.write_all(br#"{"id":"torn","time":"20"#).unwrap();
+    drop(f);
+    let r = EventReporter::new(s.config("ev1"));
+    let rep = rt.block_on(r.flush()).unwrap();
+    assert_eq!((rep.delivered, rep.accepted, rep.rejected), (1, 1, 0));
+    ids.push(crashed);
+    assert_eq!(ids_of(&listed(&s)), ids);
+
+    // 7. An event the server refuses (here one written by hand, as an older agent might
+    //    have) is moved aside with the server's reason; the rest is delivered.
+    let good = s.agent_json(
+        "ev1",
+        &["events", "record", "--type", "tamper", "--severity", "low"],
+    )["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&spool)
+        .unwrap();
+    writeln!(
+        f,
+        r#"{{"id":"bad id","time":"{at}","type":"tamper","severity":"high"}}"#
+    )
+    .unwrap();
+    drop(f);
+    let err = s.agent_fails("ev1", &["events", "flush"]);
+    contains(&err, "refused 1 events");
+    ids.push(good);
+    assert_eq!(ids_of(&listed(&s)), ids);
+    let st = s.agent_json("ev1", &["events", "status"]);
+    assert_eq!(
+        (st["spooled"].as_u64(), st["rejected"].as_u64()),
+        (Some(0), Some(1))
+    );
+    let rejected =
+        std::fs::read_to_string(s.path("ev1").join("events").join("rejected.jsonl")).unwrap();
+    contains(&rejected, "bad id");
+    contains(&rejected, "[0].id");
 }

@@ -1,5 +1,6 @@
-//! The two update calls on the mTLS device gateway: fetch this device's director instruction
-//! and report progress. Both authenticate with the device certificate, like `whoami`.
+//! The device's calls on the mTLS device gateway: fetch this device's director instruction,
+//! report update progress, and (for `crate::events`) post security event batches. All
+//! authenticate with the device certificate, like `whoami`.
 
 use std::sync::Arc;
 
@@ -14,7 +15,7 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 use crate::config::AgentConfig;
 use crate::keys::{DeviceKey, StoredKey};
 use crate::state::StateDir;
-use crate::transport::{self, Endpoint};
+use crate::transport::{self, Endpoint, Reply};
 use crate::{AgentError, tls_key};
 
 /// What the device reports with `POST /device/v1/update-status`.
@@ -132,22 +133,43 @@ impl Gateway {
             Err(refused_by_server(OP, r.status, &r.body))
         }
     }
+
+    /// `POST`s a JSON body to `path` and hands back the reply whatever its status, for a
+    /// caller that treats statuses differently (event batches: 5xx retry later, 400 split).
+    pub(crate) async fn post_json(&self, path: &str, body: Vec<u8>) -> Result<Reply, AgentError> {
+        self.ep
+            .request(
+                Method::POST,
+                path,
+                &[
+                    (CONTENT_TYPE, "application/json".into()),
+                    (ACCEPT, "application/json".into()),
+                ],
+                body,
+            )
+            .await
+    }
 }
 
-fn refused_by_server(operation: &'static str, status: u16, body: &[u8]) -> AgentError {
-    let detail = serde_json::from_slice::<serde_json::Value>(body)
-        .ok()
-        .and_then(|v| v.get("detail")?.as_str().map(str::to_owned))
-        .unwrap_or_else(|| "no detail given".into());
+pub(crate) fn refused_by_server(operation: &'static str, status: u16, body: &[u8]) -> AgentError {
     AgentError::Refused {
         operation,
         status,
-        detail: detail
-            .chars()
-            .filter(|c| !c.is_control())
-            .take(500)
-            .collect(),
+        detail: problem_detail(body),
     }
+}
+
+/// The `detail` of a problem+json body, without control characters and at most 500
+/// characters: it ends up in messages and files, and comes from the network.
+pub(crate) fn problem_detail(body: &[u8]) -> String {
+    serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v.get("detail")?.as_str().map(str::to_owned))
+        .unwrap_or_else(|| "no detail given".into())
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(500)
+        .collect()
 }
 
 fn is_self_signed(der: &[u8]) -> bool {

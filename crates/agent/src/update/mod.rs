@@ -24,7 +24,7 @@
 //! failed; network failures stay network errors, so a caller can tell "try again later" from
 //! "someone is attacking this device".
 
-mod gateway;
+pub(crate) mod gateway;
 mod http;
 mod store;
 mod tuf;
