@@ -52,6 +52,7 @@ pub enum AuditAction {
     CvdReportReceived,
     CvdReportChanged,
     AdvisoryChanged,
+    EvidenceImported,
 }
 
 impl AuditAction {
@@ -90,6 +91,7 @@ impl AuditAction {
             AuditAction::CvdReportReceived => "cvd.received",
             AuditAction::CvdReportChanged => "cvd.changed",
             AuditAction::AdvisoryChanged => "advisory.changed",
+            AuditAction::EvidenceImported => "evidence.imported",
         }
     }
 }

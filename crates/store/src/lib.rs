@@ -6,6 +6,7 @@
 
 mod migrate;
 mod sqlite;
+mod sqlite_evidence;
 mod sqlite_inventory;
 mod sqlite_postmarket;
 mod sqlite_risk;

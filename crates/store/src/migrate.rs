@@ -47,6 +47,11 @@ pub(crate) const SQLITE: &[Migration] = &[
         name: "postmarket",
         sql: include_str!("../migrations/sqlite/0007_postmarket.sql"),
     },
+    Migration {
+        version: 8,
+        name: "evidence",
+        sql: include_str!("../migrations/sqlite/0008_evidence.sql"),
+    },
 ];
 
 fn be(e: sqlx::Error) -> StoreError {
