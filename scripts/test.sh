@@ -10,6 +10,8 @@ command -v openssl >/dev/null || need+=(openssl)
 command -v curl >/dev/null || need+=(curl)
 command -v faketime >/dev/null || need+=(faketime)
 [ -e /usr/lib/softhsm/libsofthsm2.so ] && command -v softhsm2-util >/dev/null || need+=(softhsm2)
+# The documentation tests read PDFs with poppler (pdftotext, pdftoppm, pdfinfo).
+command -v pdftotext >/dev/null && command -v pdftoppm >/dev/null || need+=(poppler-utils)
 if [ ${#need[@]} -gt 0 ]; then
     sudo=""
     [ "$(id -u)" -eq 0 ] || sudo="sudo"
@@ -32,6 +34,8 @@ python3 -c 'import jsonschema, referencing' 2>/dev/null || python3 -m pip instal
 python3 -c 'import importlib.metadata as m; assert m.version("tuf") == "7.0.1"' 2>/dev/null || python3 -m pip install -q 'tuf==7.0.1'
 # The SBOM interop tests run the CycloneDX and SPDX reference libraries (the versions they were tested with).
 python3 -c 'import importlib.metadata as m; assert (m.version("cyclonedx-python-lib"), m.version("spdx-tools")) == ("11.12.0", "0.8.5"); import jsonschema, referencing' 2>/dev/null || python3 -m pip install -q 'cyclonedx-python-lib[json-validation]==11.12.0' 'spdx-tools==0.8.5'
+# The MDS2 test opens the XLSX with openpyxl, the reader hospitals' tooling uses.
+python3 -c 'import openpyxl' 2>/dev/null || python3 -m pip install -q 'openpyxl==3.1.5'
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings

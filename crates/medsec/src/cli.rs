@@ -105,6 +105,12 @@ pub enum Command {
     /// CSAF 2.0 security advisories authored from findings and releases.
     #[command(subcommand)]
     Advisory(AdvisoryCmd),
+    /// Test evidence (JUnit XML, SARIF) for the documentation's testing section.
+    #[command(subcommand)]
+    Evidence(EvidenceCmd),
+    /// Regulatory documentation: premarket file, labelling, MDS2, gaps.
+    #[command(subcommand)]
+    Docs(DocsCmd),
     /// Benchmarks.
     #[command(subcommand)]
     Bench(BenchCmd),
@@ -207,6 +213,56 @@ pub enum IncidentCmd {
     Clocks {
         #[arg(long, default_value_t = 7)]
         due_within_days: u32,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum EvidenceCmd {
+    /// Import a JUnit XML or SARIF 2.1.0 report for a firmware version; anything else is refused.
+    Import {
+        #[arg(long)]
+        model: String,
+        #[arg(long)]
+        version: String,
+        /// penetration-test, fuzzing, static-analysis, functional or other.
+        #[arg(long)]
+        category: String,
+        /// junit or sarif (default: detected from the content).
+        #[arg(long)]
+        kind: Option<String>,
+        file: PathBuf,
+    },
+    List {
+        #[arg(long)]
+        model: String,
+        #[arg(long)]
+        version: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DocsCmd {
+    /// Build the documentation set of one model and firmware version into DIR.
+    Build {
+        #[arg(long)]
+        model: String,
+        #[arg(long)]
+        version: String,
+        #[arg(long)]
+        out: PathBuf,
+        /// Comma-separated: html, md, pdf.
+        #[arg(long, default_value = "html,md,pdf")]
+        format: String,
+        /// MDS2 answers the data cannot give (TOML: [answers."ID"] answer = "yes", note = "...").
+        #[arg(long)]
+        mds2_answers: Option<PathBuf>,
+    },
+    /// Print the gaps report (missing evidence and where to fix it).
+    Gaps {
+        #[arg(long)]
+        model: String,
+        #[arg(long)]
+        version: String,
     },
 }
 

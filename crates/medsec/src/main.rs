@@ -4,6 +4,7 @@ mod advisory;
 mod bench;
 mod cli;
 mod config;
+mod docs;
 mod inventory;
 mod keys;
 mod postmarket;
@@ -164,6 +165,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Incident(c) => postmarket::incident_cmd(&app, c).await,
         Command::Cvd(c) => postmarket::cvd_cmd(&app, c).await,
         Command::Advisory(c) => advisory::advisory_cmd(&app, c).await,
+        Command::Evidence(c) => docs::evidence_cmd(&app, c).await,
+        Command::Docs(c) => docs::docs_cmd(&app, c).await,
         Command::Apitoken(ApiTokenCmd::Create {
             name,
             role,

@@ -8,6 +8,7 @@
 mod accept;
 mod advisory_api;
 mod api;
+mod docs_api;
 mod est;
 mod gateway;
 mod inventory_api;
@@ -30,6 +31,7 @@ pub use advisory_api::{
     parse_status as parse_advisory_status, parse_tlp, provider_files, publisher as csaf_publisher,
     revise as revise_advisory,
 };
+pub use docs_api::{DocSources, docs_inputs};
 pub use postmarket_api::{PostmarketSettings, kev_listed, report_context};
 pub use problem::Problem;
 pub use risk_api::risk_inputs;

@@ -124,6 +124,10 @@ fn postmarket(d: &mut Value) {
             "get": op("CSAF security advisories (newest revision of each)", "auditor", None, "200"),
             "post": op("Author a CSAF advisory from findings and releases", "operator", Some("AdvisoryRequest"), "201")},
         "/api/v1/advisories/{id}": {"parameters": [id()], "get": op("The CSAF document of an advisory", "auditor", None, "200")},
+        "/api/v1/models/{model}/firmware/{version}/docs": {"parameters": [param("model", "path", "string"), param("version", "path", "string"), param("format", "query", "string")],
+            "get": op("Build the documentation set and list its files", "auditor", None, "200")},
+        "/api/v1/models/{model}/firmware/{version}/docs/{file}": {"parameters": [param("model", "path", "string"), param("version", "path", "string"), param("file", "path", "string")],
+            "get": op("Download one documentation file (premarket-cybersecurity.pdf, labelling-cybersecurity.html, mds2.xlsx, gaps.json, *.svg)", "auditor", None, "200")},
         "/api/v1/advisories/{id}/revise": {"parameters": [id()], "post": op("Add a revision (summary, status, tlp, refresh)", "operator", None, "200")}
     });
     extend(d, schemas, paths);
@@ -294,6 +298,7 @@ mod tests {
             include_str!("risk_api.rs"),
             include_str!("postmarket_api.rs"),
             include_str!("advisory_api.rs"),
+            include_str!("docs_api.rs"),
         ];
         let mut missing = Vec::new();
         for src in sources {

@@ -41,6 +41,8 @@ pub struct AppState<S> {
     pub postmarket_settings: crate::postmarket_api::PostmarketSettings,
     /// Researcher reports per client address (separate from enrollment's budget).
     pub(crate) cvd_limiter: crate::limit::RateLimiter,
+    /// Imported test evidence for the documentation; docs routes answer without it.
+    pub evidence: Option<Arc<dyn medsec_docs::evidence::EvidenceStore>>,
     /// When the retention job last purged events.
     pub(crate) last_purge: Mutex<Option<time::OffsetDateTime>>,
     /// Serials of revoked certificates refused in device handshakes, for the post-market
@@ -81,10 +83,17 @@ impl<S: CaStore> AppState<S> {
             postmarket: None,
             postmarket_settings: crate::postmarket_api::PostmarketSettings::default(),
             cvd_limiter: cvd_limiter(&crate::postmarket_api::PostmarketSettings::default()),
+            evidence: None,
             last_purge: Mutex::new(None),
             revoked_use,
             revoked_use_rx: Mutex::new(Some(revoked_use_rx)),
         }
+    }
+
+    /// Documentation builds include this store's test evidence.
+    pub fn with_evidence(mut self, e: Arc<dyn medsec_docs::evidence::EvidenceStore>) -> Self {
+        self.evidence = Some(e);
+        self
     }
 
     /// Serves post-market surveillance: event ingest, incidents, CVD intake, security.txt.
