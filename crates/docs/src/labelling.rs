@@ -53,17 +53,20 @@ pub fn build(i: &DocInputs) -> Document {
                 .unwrap_or_else(|| id.to_string())
         };
         for l in &inv.links {
-            let (dev, peer, dir) = if devices.contains(&l.from.as_str()) {
-                (l.from.as_str(), l.to.as_str(), "outbound")
+            use medsec_risk::Direction;
+            // `direction` is declared from the link's `from` end; the table speaks from the
+            // device's side.
+            let (dev, peer, device_is_from) = if devices.contains(&l.from.as_str()) {
+                (l.from.as_str(), l.to.as_str(), true)
             } else if devices.contains(&l.to.as_str()) {
-                (l.to.as_str(), l.from.as_str(), "inbound")
+                (l.to.as_str(), l.from.as_str(), false)
             } else {
                 continue;
             };
-            let direction = if l.direction == medsec_risk::Direction::Bidirectional {
-                "both"
-            } else {
-                dir
+            let direction = match (l.direction, device_is_from) {
+                (Direction::Bidirectional, _) => "both",
+                (Direction::Outbound, true) | (Direction::Inbound, false) => "outbound",
+                (Direction::Inbound, true) | (Direction::Outbound, false) => "inbound",
             };
             ports.push(vec![
                 l.port.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),

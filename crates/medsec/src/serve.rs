@@ -109,6 +109,7 @@ pub async fn run(app: App, args: &ServeArgs) -> Result<()> {
     )));
     let (tuf_keys, tuf_dir_job) = (app.keys.clone(), tuf_dir.clone());
     let pm_settings = crate::postmarket::settings(&app.cfg, addrs.https.port())?;
+    let evidence: Arc<dyn medsec_docs::evidence::EvidenceStore> = Arc::new(app.store.clone());
     let postmarket = Arc::new(crate::postmarket::service(&app).await?);
     let idevid_cas = match &cfg.idevid_ca {
         Some(p) => {
@@ -133,6 +134,7 @@ pub async fn run(app: App, args: &ServeArgs) -> Result<()> {
             .with_updates(director, Some(tuf_dir))
             .with_risk(risk)
             .with_postmarket(postmarket, pm_settings)
+            .with_evidence(evidence)
             .with_idevid_cas(idevid_cas)
             .with_ocsp_cache_ttl(std::time::Duration::from_secs(cfg.ocsp_cache_secs))
             .with_rate_limit(cfg.est_rate_per_sec, cfg.est_rate_burst),
