@@ -62,6 +62,11 @@ pub struct PostmarketService {
     store: Arc<dyn PostmarketStore>,
     engine: Mutex<Engine>,
     cvd_policy: CvdPolicy,
+    /// Serialises incident read-modify-writes in this process: concurrent batches detecting
+    /// for the same open incident would otherwise keep invalidating each other's version
+    /// while waiting for the database, and a batch already stored would be answered 409.
+    /// Version checks still guard against other processes (replicas, the CLI).
+    incident_writes: tokio::sync::Mutex<()>,
 }
 
 fn audit(
@@ -90,6 +95,7 @@ impl PostmarketService {
             store,
             engine: Mutex::new(Engine::new(rules)),
             cvd_policy,
+            incident_writes: tokio::sync::Mutex::new(()),
         };
         svc.warm_up(now).await?;
         Ok(svc)
@@ -225,6 +231,7 @@ impl PostmarketService {
         links: &[Reference],
     ) -> Result<(IncidentId, bool), PostmarketError> {
         let system = Actor::system();
+        let _serial = self.incident_writes.lock().await;
         for _ in 0..RETRIES {
             if let Some(VersionedIncident {
                 mut incident,
@@ -327,6 +334,7 @@ impl PostmarketService {
         _now: OffsetDateTime,
         f: impl Fn(&mut Incident) -> Result<(), PostmarketError>,
     ) -> Result<Incident, PostmarketError> {
+        let _serial = self.incident_writes.lock().await;
         for _ in 0..RETRIES {
             let VersionedIncident {
                 mut incident,
