@@ -5,6 +5,8 @@
 //! Roles are fixed and ordered: an auditor reads, an operator also runs the device lifecycle
 //! (issue, revoke, retire, enrollment tokens), an admin also changes configuration (profiles,
 //! CAs, API tokens).
+//!
+//! The web dashboard's people sign in with a username and password instead; see [`users`].
 
 use std::fmt;
 use std::str::FromStr;
@@ -15,6 +17,8 @@ use base64::Engine;
 use medsec_core::{Actor, AuditRecord};
 use serde::Serialize;
 use time::OffsetDateTime;
+
+pub mod users;
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -32,6 +36,18 @@ pub enum AuthError {
     Invalid { what: &'static str, reason: String },
     #[error("store: {0}")]
     Store(String),
+    #[error("user {0} already exists")]
+    UserExists(String),
+    /// Deliberately uninformative: an unknown user, a wrong password and a disabled account
+    /// all read the same, so a sign-in form cannot be used to find out which accounts exist.
+    #[error("invalid username or password")]
+    InvalidCredentials,
+    /// Too many failed sign-ins; no password is checked until `until`.
+    #[error("account locked until {until}")]
+    Locked { until: OffsetDateTime },
+    /// Deliberately uninformative, like `InvalidToken`: unknown, expired, idle or revoked.
+    #[error("invalid or expired session")]
+    SessionInvalid,
 }
 
 /// API roles, ordered by power.

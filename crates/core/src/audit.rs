@@ -53,6 +53,13 @@ pub enum AuditAction {
     CvdReportChanged,
     AdvisoryChanged,
     EvidenceImported,
+    UserCreated,
+    UserSignedIn,
+    UserSignInFailed,
+    UserLocked,
+    UserSignedOut,
+    UserUnlocked,
+    UserPasswordChanged,
 }
 
 impl AuditAction {
@@ -92,6 +99,13 @@ impl AuditAction {
             AuditAction::CvdReportChanged => "cvd.changed",
             AuditAction::AdvisoryChanged => "advisory.changed",
             AuditAction::EvidenceImported => "evidence.imported",
+            AuditAction::UserCreated => "user.created",
+            AuditAction::UserSignedIn => "user.signed-in",
+            AuditAction::UserSignInFailed => "user.sign-in-failed",
+            AuditAction::UserLocked => "user.locked",
+            AuditAction::UserSignedOut => "user.signed-out",
+            AuditAction::UserUnlocked => "user.unlocked",
+            AuditAction::UserPasswordChanged => "user.password-changed",
         }
     }
 }

@@ -7,10 +7,12 @@
 mod migrate;
 mod sqlite;
 mod sqlite_evidence;
+mod sqlite_fleet;
 mod sqlite_inventory;
 mod sqlite_postmarket;
 mod sqlite_risk;
 mod sqlite_updates;
+mod sqlite_users;
 
 use async_trait::async_trait;
 pub use medsec_ca::StoreError;

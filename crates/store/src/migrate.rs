@@ -52,6 +52,16 @@ pub(crate) const SQLITE: &[Migration] = &[
         name: "evidence",
         sql: include_str!("../migrations/sqlite/0008_evidence.sql"),
     },
+    Migration {
+        version: 9,
+        name: "users",
+        sql: include_str!("../migrations/sqlite/0009_users.sql"),
+    },
+    Migration {
+        version: 10,
+        name: "fleet",
+        sql: include_str!("../migrations/sqlite/0010_fleet.sql"),
+    },
 ];
 
 fn be(e: sqlx::Error) -> StoreError {

@@ -1,0 +1,727 @@
+//! Fleet read-model benchmark: 100,000 devices and 1,000,000 certificates in a SQLite file,
+//! then p50/p99 server-side latency of the dashboard's queries (`FleetStore` on `SqliteStore`).
+//!
+//! Run: `cargo bench -p medsec-store --bench fleet`. Set `FLEET_BENCH_DB=/path/file.db` to keep
+//! the seeded database (and reuse it on the next run) for EXPLAIN QUERY PLAN sessions.
+//!
+//! Seeding bypasses the CA and the other services on purpose: issuing a million certificates
+//! through `medsec_ca::Ca` would measure ECDSA signing for minutes (bench/RESULTS.md has that
+//! number). Rows go in with batched multi-row INSERTs inside large transactions; the
+//! certificate rows carry a 480-byte placeholder DER (the size of a real P-256 device
+//! certificate) so that pages of the certificate table are as full as in production. The
+//! migration-0010 triggers run during seeding exactly as they do on issuance, so the
+//! current-certificate table is built the way production builds it.
+//!
+//! Data shape (deterministic, from a fixed seed):
+//! - 20 models x 5,000 devices; 1% retired (all their certificates revoked);
+//! - 10 certificates per device, a yearly renewal chain: nine expired predecessors (20% of them
+//!   revoked as superseded) and a current one expiring 0..400 days from now; 3% of devices hold
+//!   only expired certificates, 1% only revoked ones; 10% of certificates from a second issuer;
+//! - 8 firmware versions per model (the oldest three past end of support), 95% of devices
+//!   reporting one, skewed to newer versions; an SBOM and a release (security_version 1..8)
+//!   per version, an active rollout of the newest release for half the models;
+//! - findings per version: older versions carry more (5 to 40 open vulnerabilities on 1 to 12
+//!   components), 1 in 12 KEV-listed and 1 in 10 critical, each fixed from some later version
+//!   on; 10% of findings closed by a not_affected decision.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use medsec_core::DeviceModel;
+use medsec_fleet::{CertQuery, CertStatus, Cursor, FleetQuery, FleetStore};
+use medsec_store::{SqliteStore, Synchronous};
+use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
+use time::OffsetDateTime;
+
+const MODELS: usize = 20;
+const DEVICES_PER_MODEL: usize = 5_000;
+const CERTS_PER_DEVICE: usize = 10;
+const VERSIONS: usize = 8;
+const RUNS: usize = 200;
+const DAY: i64 = 86_400;
+
+/// SplitMix64: deterministic, dependency-free.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+    fn chance(&mut self, percent: u64) -> bool {
+        self.below(100) < percent
+    }
+}
+
+/// A bijection on u32, so device serials look random but never collide.
+fn mix32(mut x: u32) -> u32 {
+    x = (x ^ (x >> 16)).wrapping_mul(0x7feb_352d);
+    x = (x ^ (x >> 15)).wrapping_mul(0x846c_a68b);
+    x ^ (x >> 16)
+}
+
+fn model(m: usize) -> String {
+    format!("model-{m:02}")
+}
+
+fn serial(i: usize) -> String {
+    format!("SN{:08X}", mix32(i as u32))
+}
+
+fn version(v: usize) -> String {
+    format!("1.{v}")
+}
+
+/// Runs a multi-row INSERT of `rows` in chunks that stay under SQLite's parameter limit.
+async fn insert_rows<T>(
+    conn: &mut SqliteConnection,
+    head: &str,
+    rows: &[T],
+    cols: usize,
+    push: impl Fn(sqlx::query_builder::Separated<'_, Sqlite, &'static str>, &T),
+) {
+    let per = 32_000 / cols;
+    for chunk in rows.chunks(per) {
+        let mut q = QueryBuilder::<Sqlite>::new(head);
+        q.push_values(chunk, &push);
+        q.build().execute(&mut *conn).await.expect("insert");
+    }
+}
+
+struct Cert {
+    serial: String,
+    issuer: &'static str,
+    model: String,
+    device: String,
+    not_before: i64,
+    not_after: i64,
+    revoked_at: Option<i64>,
+}
+
+async fn seed(store: &SqliteStore, now: i64) {
+    let started = Instant::now();
+    let mut conn = store.pool().acquire().await.expect("connection");
+    let conn = &mut *conn;
+    let exec = |sql: &'static str| sqlx::raw_sql(sql);
+    let mut rng = Rng(0x5eed_f1ee7);
+
+    exec("BEGIN").execute(&mut *conn).await.expect("begin");
+    exec(
+        "INSERT INTO cas (name, role, parent, serial, cert_der, key_algorithm, crl_validity_secs, not_after, created_at) VALUES
+           ('root', 'root', NULL, '01', zeroblob(600), 'ecdsa-p256', 2592000, 4102444800, 0),
+           ('issuing-a', 'issuing', 'root', '02', zeroblob(600), 'ecdsa-p256', 86400, 4102444800, 0),
+           ('issuing-b', 'issuing', 'root', '03', zeroblob(600), 'ecdsa-p256', 86400, 4102444800, 0)",
+    )
+    .execute(&mut *conn)
+    .await
+    .expect("cas");
+
+    // Firmware, SBOM records, releases and rollouts per model.
+    let mut fw_rows = Vec::new();
+    let mut releases = Vec::new();
+    for m in 0..MODELS {
+        for v in 0..VERSIONS {
+            let released = now - (VERSIONS - v) as i64 * 120 * DAY;
+            let eos = (v < 3).then(|| now - (3 - v) as i64 * 30 * DAY);
+            fw_rows.push((model(m), version(v), released, eos));
+            releases.push((model(m), version(v), v as i64 + 1, released));
+        }
+    }
+    let date = |t: i64| {
+        OffsetDateTime::from_unix_timestamp(t)
+            .expect("time")
+            .date()
+            .to_string()
+    };
+    insert_rows(
+        conn,
+        "INSERT INTO firmware_versions (model, version, released_on, support_level, end_of_support, created_at) ",
+        &fw_rows,
+        6,
+        |mut b, (m, v, rel, eos)| {
+            b.push_bind(m.clone())
+                .push_bind(v.clone())
+                .push_bind(date(*rel))
+                .push_bind(if eos.is_some() { "unsupported" } else { "supported" })
+                .push_bind(eos.map(date))
+                .push_bind(*rel);
+        },
+    )
+    .await;
+    insert_rows(
+        conn,
+        "INSERT INTO sboms (model, version, format, spec_version, sha256, imported_at) ",
+        &fw_rows,
+        4,
+        |mut b, (m, v, rel, _)| {
+            b.push_bind(m.clone())
+                .push_bind(v.clone())
+                .push("'cyclonedx-json'")
+                .push("'1.5'")
+                .push_bind("00".repeat(32))
+                .push_bind(*rel);
+        },
+    )
+    .await;
+    insert_rows(
+        conn,
+        "INSERT INTO releases (model, version, target, length, sha256, security_version, hardware_id, published_at) ",
+        &releases,
+        7,
+        |mut b, (m, v, sv, at)| {
+            b.push_bind(m.clone())
+                .push_bind(v.clone())
+                .push_bind(format!("{m}/{m}-{v}.bin"))
+                .push("1000000")
+                .push_bind("ab".repeat(32))
+                .push_bind(*sv)
+                .push_bind(m.clone())
+                .push_bind(*at);
+        },
+    )
+    .await;
+    let rollouts: Vec<(String, String)> = (0..MODELS)
+        .filter(|m| m % 2 == 0)
+        .map(|m| {
+            let (mm, v) = (model(m), version(VERSIONS - 1));
+            (format!("ro-{m:02}"), format!("{mm}/{mm}-{v}.bin"))
+        })
+        .collect();
+    insert_rows(
+        conn,
+        "INSERT INTO rollouts (id, model, target, state, body, created_at) ",
+        &rollouts,
+        4,
+        |mut b, (id, target)| {
+            let m = target.split('/').next().unwrap_or_default().to_owned();
+            b.push_bind(id.clone())
+                .push_bind(m)
+                .push_bind(target.clone())
+                .push("'active'")
+                .push("'{}'")
+                .push_bind(now - DAY);
+        },
+    )
+    .await;
+
+    // Findings: vulnerability k of a model is introduced at version 0 and fixed from version
+    // fixed(k) on, so older versions carry more.
+    let mut findings = Vec::new();
+    let mut decisions = Vec::new();
+    for m in 0..MODELS {
+        let vulns: Vec<(usize, bool, f64, usize)> = (0..40)
+            .map(|k| {
+                let kev = k % 12 == 0;
+                let cvss = if k % 10 == 3 {
+                    9.8
+                } else {
+                    4.0 + (k % 5) as f64
+                };
+                // Fixed in 1..=VERSIONS (VERSIONS: never fixed).
+                let fixed = 1 + (k * 7 + m) % VERSIONS;
+                (k, kev, cvss, fixed)
+            })
+            .collect();
+        for v in 0..VERSIONS {
+            for &(k, kev, cvss, fixed) in &vulns {
+                if v >= fixed {
+                    continue;
+                }
+                let comp = format!("pkg:generic/comp-{}@{}", k % 12, v);
+                findings.push((
+                    m,
+                    v,
+                    format!("CVE-2025-{m:02}{k:03}"),
+                    comp.clone(),
+                    kev,
+                    cvss,
+                ));
+                if rng.chance(10) {
+                    decisions.push((m, v, format!("CVE-2025-{m:02}{k:03}")));
+                }
+            }
+        }
+    }
+    insert_rows(
+        conn,
+        "INSERT INTO findings (model, version, vuln_id, component, identifiers, advisories, matched_by, summary, cvss_score, cvss_vector, kev, first_seen, last_seen) ",
+        &findings,
+        10,
+        |mut b, (m, v, id, comp, kev, cvss)| {
+            b.push_bind(model(*m))
+                .push_bind(version(*v))
+                .push_bind(id.clone())
+                .push_bind(comp.clone())
+                .push_bind(format!("[\"{id}\"]"))
+                .push_bind(format!("[\"GHSA-{id}\"]"))
+                .push("'purl'")
+                .push("NULL")
+                .push_bind(*cvss)
+                .push("NULL")
+                .push_bind(i64::from(*kev))
+                .push_bind(now - 30 * DAY)
+                .push_bind(now - DAY);
+        },
+    )
+    .await;
+    insert_rows(
+        conn,
+        "INSERT INTO vex_decisions (model, version, vuln_id, component, state, justification, detail, action, author, at) ",
+        &decisions,
+        4,
+        |mut b, (m, v, id)| {
+            b.push_bind(model(*m))
+                .push_bind(version(*v))
+                .push_bind(id.clone())
+                .push("NULL")
+                .push("'not_affected'")
+                .push("'vulnerable_code_not_in_execute_path'")
+                .push("'bench'")
+                .push("NULL")
+                .push("'user:bench'")
+                .push_bind(now - 2 * DAY);
+        },
+    )
+    .await;
+    exec("COMMIT").execute(&mut *conn).await.expect("commit");
+
+    // Devices, their firmware and certificates, a model at a time (one transaction each).
+    let mut cert_no: u64 = 0x1000_0000;
+    for m in 0..MODELS {
+        let mut devices = Vec::with_capacity(DEVICES_PER_MODEL);
+        let mut dfw = Vec::new();
+        let mut certs = Vec::with_capacity(DEVICES_PER_MODEL * CERTS_PER_DEVICE);
+        for d in 0..DEVICES_PER_MODEL {
+            let i = m * DEVICES_PER_MODEL + d;
+            let sn = serial(i);
+            let retired = rng.chance(1);
+            devices.push((sn.clone(), retired));
+            if rng.chance(95) {
+                // Skewed to newer versions: the max of two draws.
+                let v = rng.below(VERSIONS as u64).max(rng.below(VERSIONS as u64)) as usize;
+                dfw.push((sn.clone(), version(v)));
+            }
+            let kind = rng.below(100);
+            let current_after = if kind < 3 {
+                now - (1 + rng.below(200) as i64) * DAY
+            } else {
+                now + rng.below(400 * DAY as u64) as i64
+            };
+            let all_revoked = retired || kind == 3;
+            for k in 0..CERTS_PER_DEVICE {
+                let not_after = current_after - (CERTS_PER_DEVICE - 1 - k) as i64 * 365 * DAY;
+                let revoked = if all_revoked {
+                    Some(now - DAY)
+                } else if k + 1 < CERTS_PER_DEVICE && rng.chance(20) {
+                    Some(not_after - 300 * DAY)
+                } else {
+                    None
+                };
+                cert_no += 1 + rng.below(1 << 20);
+                certs.push(Cert {
+                    serial: format!("{cert_no:x}{:08x}", rng.next() as u32),
+                    issuer: if rng.chance(10) {
+                        "issuing-b"
+                    } else {
+                        "issuing-a"
+                    },
+                    model: model(m),
+                    device: sn.clone(),
+                    not_before: not_after - 365 * DAY,
+                    not_after,
+                    revoked_at: revoked,
+                });
+            }
+        }
+        exec("BEGIN").execute(&mut *conn).await.expect("begin");
+        insert_rows(
+            conn,
+            "INSERT INTO devices (model, serial, status, created_at, retired_at) ",
+            &devices,
+            5,
+            |mut b, (sn, retired)| {
+                b.push_bind(model(m))
+                    .push_bind(sn.clone())
+                    .push_bind(if *retired { "retired" } else { "active" })
+                    .push_bind(now - 3650 * DAY)
+                    .push_bind(retired.then_some(now - DAY));
+            },
+        )
+        .await;
+        insert_rows(
+            conn,
+            "INSERT INTO device_firmware (model, serial, version, reported_at) ",
+            &dfw,
+            4,
+            |mut b, (sn, v)| {
+                b.push_bind(model(m))
+                    .push_bind(sn.clone())
+                    .push_bind(v.clone())
+                    .push_bind(now - DAY);
+            },
+        )
+        .await;
+        insert_rows(
+            conn,
+            "INSERT INTO certs (serial, issuer, device_model, device_serial, profile, kind, subject, key_algorithm,
+                spki_sha256, not_before, not_after, issued_at, revoked_reason, revoked_at, der) ",
+            &certs,
+            10,
+            |mut b, c| {
+                b.push_bind(c.serial.clone())
+                    .push_bind(c.issuer)
+                    .push_bind(c.model.clone())
+                    .push_bind(c.device.clone())
+                    .push("'device'")
+                    .push("'renew'")
+                    .push_bind(format!("CN={}-{}", c.model, c.device))
+                    .push("'ecdsa-p256'")
+                    .push("'0000000000000000000000000000000000000000000000000000000000000000'")
+                    .push_bind(c.not_before)
+                    .push_bind(c.not_after)
+                    .push_bind(c.not_before)
+                    .push_bind(c.revoked_at.map(|_| "superseded"))
+                    .push_bind(c.revoked_at)
+                    .push("zeroblob(480)");
+            },
+        )
+        .await;
+        exec("COMMIT").execute(&mut *conn).await.expect("commit");
+        eprint!("\rseeded model {}/{MODELS}", m + 1);
+    }
+    exec("PRAGMA wal_checkpoint(TRUNCATE)")
+        .execute(&mut *conn)
+        .await
+        .expect("checkpoint");
+    eprintln!("\rseeded in {:.1} s", started.elapsed().as_secs_f64());
+}
+
+/// What migration 0010 costs writers: certificate inserts as issuance writes them (multi-row,
+/// 256 a transaction, for existing devices; after a warm-up round), with everything, without
+/// the certificate trigger, and without the two certificate indexes too. Returns microseconds
+/// per certificate for each. Changes the schema: only for a throw-away database.
+async fn write_overhead(store: &SqliteStore, now: i64) -> [f64; 3] {
+    let devices: Vec<(String, String)> = sqlx::query_as(
+        "SELECT model, serial FROM devices WHERE status = 'active' ORDER BY serial LIMIT 10000",
+    )
+    .fetch_all(store.pool())
+    .await
+    .expect("devices");
+    let mut conn = store.pool().acquire().await.expect("connection");
+    let conn = &mut *conn;
+    let rows: Vec<(usize, &(String, String))> =
+        devices.iter().flat_map(|d| [d, d]).enumerate().collect();
+    let mut per_cert = [0.0; 3];
+    for (round, tag) in ['a', 'b', 'c', 'd'].into_iter().enumerate() {
+        let drop = match round {
+            2 => "DROP TRIGGER fleet_devices_cert_insert",
+            3 => "DROP INDEX certs_issuer_serial; DROP INDEX certs_unrevoked_expiry",
+            _ => "",
+        };
+        sqlx::raw_sql(drop).execute(&mut *conn).await.expect("drop");
+        let started = Instant::now();
+        for batch in rows.chunks(256) {
+            sqlx::raw_sql("BEGIN IMMEDIATE")
+                .execute(&mut *conn)
+                .await
+                .expect("begin");
+            let mut q = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO certs (serial, issuer, device_model, device_serial, profile, kind, subject,
+                    key_algorithm, spki_sha256, not_before, not_after, issued_at, der) ",
+            );
+            q.push_values(batch, |mut b, (i, (m, sn))| {
+                b.push_bind(format!("f{tag}{i:08x}"))
+                    .push("'issuing-a'")
+                    .push_bind(m.clone())
+                    .push_bind(sn.clone())
+                    .push("'device'")
+                    .push("'renew'")
+                    .push("'CN=x'")
+                    .push("'ecdsa-p256'")
+                    .push("'00'")
+                    .push_bind(now)
+                    .push_bind(now + 365 * DAY)
+                    .push_bind(now)
+                    .push("zeroblob(480)");
+            });
+            q.build().execute(&mut *conn).await.expect("insert");
+            sqlx::raw_sql("COMMIT")
+                .execute(&mut *conn)
+                .await
+                .expect("commit");
+        }
+        if round > 0 {
+            per_cert[round - 1] = started.elapsed().as_secs_f64() * 1e6 / rows.len() as f64;
+        }
+    }
+    per_cert
+}
+
+fn pct(sorted: &[Duration], p: f64) -> f64 {
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx.min(sorted.len() - 1)].as_secs_f64() * 1e3
+}
+
+async fn measure<F, Fut>(name: &str, mut f: F) -> (String, f64, f64, f64)
+where
+    F: FnMut(usize) -> Fut,
+    Fut: std::future::Future<Output = usize>,
+{
+    // One warm-up call: the first call after seeding pays for reading pages into the cache.
+    let rows = f(0).await;
+    let mut t = Vec::with_capacity(RUNS);
+    for i in 0..RUNS {
+        let s = Instant::now();
+        std::hint::black_box(f(i + 1).await);
+        t.push(s.elapsed());
+    }
+    t.sort();
+    let (p50, p99, max) = (pct(&t, 0.5), pct(&t, 0.99), pct(&t, 1.0));
+    println!("{name:<52} {rows:>6} {p50:>9.2} {p99:>9.2} {max:>9.2}");
+    (name.to_owned(), p50, p99, max)
+}
+
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(f64::NAN)
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(run());
+}
+
+async fn run() {
+    let kept = std::env::var_os("FLEET_BENCH_DB").map(PathBuf::from);
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let path = kept.clone().unwrap_or_else(|| tmp.path().join("fleet.db"));
+    let reuse = kept.is_some() && path.exists();
+    let store = SqliteStore::open(&path, Synchronous::DangerNormal)
+        .await
+        .expect("open");
+    let now = OffsetDateTime::now_utc();
+    if !reuse {
+        seed(&store, now.unix_timestamp()).await;
+    }
+    let (devices, certs): (i64, i64) =
+        sqlx::query_as("SELECT (SELECT count(*) FROM devices), (SELECT count(*) FROM certs)")
+            .fetch_one(store.pool())
+            .await
+            .expect("counts");
+    let findings: i64 = sqlx::query_scalar("SELECT count(*) FROM findings")
+        .fetch_one(store.pool())
+        .await
+        .expect("findings");
+    let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+    println!(
+        "database: {devices} devices, {certs} certificates, {findings} findings, {:.0} MiB",
+        size as f64 / 1_048_576.0
+    );
+    println!(
+        "{:<52} {:>6} {:>9} {:>9} {:>9}",
+        "query (200 calls each)", "rows", "p50 ms", "p99 ms", "max ms"
+    );
+
+    let m3 = DeviceModel::parse(&model(3)).expect("model");
+    let store = &store;
+    let mut results = Vec::new();
+
+    results.push(
+        measure("fleet_page: first page (50)", |_| async move {
+            let p = store
+                .fleet_page(&FleetQuery::default(), now)
+                .await
+                .expect("page");
+            p.rows.len()
+        })
+        .await,
+    );
+    let m3c = m3.clone();
+    results.push(
+        measure("fleet_page: model + cert_status=expiring", |_| {
+            let q = FleetQuery {
+                model: Some(m3c.clone()),
+                cert_status: Some(CertStatus::Expiring),
+                ..FleetQuery::default()
+            };
+            async move { store.fleet_page(&q, now).await.expect("page").rows.len() }
+        })
+        .await,
+    );
+    let m3c = m3.clone();
+    results.push(
+        measure("fleet_page: model + cert_status=revoked", |_| {
+            let q = FleetQuery {
+                model: Some(m3c.clone()),
+                cert_status: Some(CertStatus::Revoked),
+                ..FleetQuery::default()
+            };
+            async move { store.fleet_page(&q, now).await.expect("page").rows.len() }
+        })
+        .await,
+    );
+    results.push(
+        measure("fleet_page: firmware + past end of support", |_| {
+            let q = FleetQuery {
+                firmware: Some(medsec_core::FirmwareVersion::parse("1.1").expect("v")),
+                past_end_of_support: true,
+                ..FleetQuery::default()
+            };
+            async move { store.fleet_page(&q, now).await.expect("page").rows.len() }
+        })
+        .await,
+    );
+    // Four hex digits: a handful of matches among 100,000 serials, so the whole device index
+    // is searched (the worst case for a substring).
+    let mut hits = 0;
+    results.push(
+        measure("fleet_page: serial search (4 chars, rotating)", |i| {
+            let term = format!("{:04x}", (mix32(i as u32 + 7) & 0xffff));
+            let q = FleetQuery {
+                search: Some(term),
+                ..FleetQuery::default()
+            };
+            async move { store.fleet_page(&q, now).await.expect("page").rows.len() }
+        })
+        .await,
+    );
+    for i in 0..20 {
+        let q = FleetQuery {
+            search: Some(format!("{:04x}", (mix32(i + 7) & 0xffff))),
+            ..FleetQuery::default()
+        };
+        hits += store.fleet_page(&q, now).await.expect("page").rows.len();
+    }
+    eprintln!("(serial search: {hits} rows over 20 terms)");
+
+    // Page 50 of the unfiltered fleet: walk 49 pages once for the cursor, then time page 50.
+    let mut q = FleetQuery::default();
+    let walk = Instant::now();
+    for _ in 0..49 {
+        let p = store.fleet_page(&q, now).await.expect("page");
+        q.after = p.next;
+    }
+    let walked = walk.elapsed();
+    let cursor: Option<Cursor> = q.after.clone();
+    results.push(
+        measure("fleet_page: page 50 via cursor", |_| {
+            let q = FleetQuery {
+                after: cursor.clone(),
+                ..FleetQuery::default()
+            };
+            async move { store.fleet_page(&q, now).await.expect("page").rows.len() }
+        })
+        .await,
+    );
+    eprintln!(
+        "(walking pages 1..49: {:.1} ms in total)",
+        walked.as_secs_f64() * 1e3
+    );
+    results.push(
+        measure("fleet_summary", |_| async move {
+            let s = store.fleet_summary(now).await.expect("summary");
+            assert_eq!(
+                s.cert_status.total(),
+                s.devices,
+                "every device in the field has one status"
+            );
+            s.by_firmware.len()
+        })
+        .await,
+    );
+    results.push(
+        measure("cert_page: first page (50)", |_| async move {
+            store
+                .cert_page(&CertQuery::default(), now)
+                .await
+                .expect("certs")
+                .rows
+                .len()
+        })
+        .await,
+    );
+    results.push(
+        measure("cert_page: issuer + expiring 30 d", |_| async move {
+            let q = CertQuery {
+                issuer: medsec_core::Name::parse("issuing-b").ok(),
+                expiring_within_days: Some(30),
+                ..CertQuery::default()
+            };
+            store.cert_page(&q, now).await.expect("certs").rows.len()
+        })
+        .await,
+    );
+    results.push(
+        measure("cert_page: revoked", |_| async move {
+            let q = CertQuery {
+                revoked: Some(true),
+                ..CertQuery::default()
+            };
+            store.cert_page(&q, now).await.expect("certs").rows.len()
+        })
+        .await,
+    );
+    results.push(
+        measure("cert_page: device search (4 chars, rotating)", |i| {
+            let q = CertQuery {
+                search: Some(format!("{:04x}", (mix32(i as u32 + 7) & 0xffff))),
+                ..CertQuery::default()
+            };
+            async move { store.cert_page(&q, now).await.expect("certs").rows.len() }
+        })
+        .await,
+    );
+    results.push(
+        measure("cert_page: device search (1 char, broad)", |i| {
+            let q = CertQuery {
+                search: Some(format!("{:x}", i % 16)),
+                ..CertQuery::default()
+            };
+            async move { store.cert_page(&q, now).await.expect("certs").rows.len() }
+        })
+        .await,
+    );
+    results.push(
+        measure("fleet_risk (30 d, top 50)", |_| async move {
+            store.fleet_risk(now, 30, 50).await.expect("risk").len()
+        })
+        .await,
+    );
+    results.push(
+        measure("device_count", |_| async move {
+            store.device_count().await.expect("count") as usize
+        })
+        .await,
+    );
+    let worst = results.iter().map(|r| r.2).fold(0.0_f64, f64::max);
+    println!(
+        "worst p99: {worst:.2} ms; peak RSS: {:.1} MiB",
+        peak_rss_mib()
+    );
+    if kept.is_none() {
+        let [all, no_trigger, neither] = write_overhead(store, now.unix_timestamp()).await;
+        println!(
+            "certificate insert, 256 a transaction (us/cert): {all:.1} with migration 0010, \
+             {no_trigger:.1} without its certificate trigger, {neither:.1} without its two \
+             certificate indexes too"
+        );
+    }
+}
