@@ -12,6 +12,8 @@ command -v faketime >/dev/null || need+=(faketime)
 [ -e /usr/lib/softhsm/libsofthsm2.so ] && command -v softhsm2-util >/dev/null || need+=(softhsm2)
 # The documentation tests read PDFs with poppler (pdftotext, pdftoppm, pdfinfo).
 command -v pdftotext >/dev/null && command -v pdftoppm >/dev/null || need+=(poppler-utils)
+# The dashboard tests drive Debian's Chromium (never Playwright's own browser download).
+[ -x /usr/bin/chromium ] || need+=(chromium)
 if [ ${#need[@]} -gt 0 ]; then
     sudo=""
     [ "$(id -u)" -eq 0 ] || sudo="sudo"
@@ -28,6 +30,8 @@ command -v node >/dev/null && command -v npm >/dev/null || {
 [ -d tools/csaf-validator/node_modules/@secvisogram ] || npm ci --prefix tools/csaf-validator --no-audit --no-fund --silent
 # The TUF repository interop tests run the tuf-js Updater (pinned in tools/tuf-js-client).
 [ -d tools/tuf-js-client/node_modules/tuf-js ] || npm ci --prefix tools/tuf-js-client --no-audit --no-fund --silent
+# The dashboard tests run playwright-core and axe-core (pinned in tools/ui-tests).
+[ -d tools/ui-tests/node_modules/playwright-core ] || npm ci --prefix tools/ui-tests --no-audit --no-fund --silent
 # The VEX export tests validate against the published JSON schemas with python-jsonschema.
 python3 -c 'import jsonschema, referencing' 2>/dev/null || python3 -m pip install -q 'jsonschema>=4.18'
 # The TUF repository interop tests run python-tuf's ngclient Updater (the version they were tested with).

@@ -31,6 +31,24 @@ pub async fn run(cmd: &BenchCmd) -> Result<()> {
             dir,
         } => issue(*count, *concurrency, dir.clone()).await,
         BenchCmd::Est { count, concurrency } => est(*count, *concurrency).await,
+        BenchCmd::Events {
+            devices,
+            concurrency,
+            batch,
+            seconds,
+            events: total,
+            burst_every,
+        } => {
+            events(
+                *devices,
+                *concurrency,
+                *batch,
+                *seconds,
+                *total,
+                *burst_every,
+            )
+            .await
+        }
         BenchCmd::Match {
             sboms,
             components,
@@ -639,6 +657,458 @@ async fn est(count: usize, concurrency: usize) -> Result<()> {
         println!(
             "| peak RSS (server and clients in one process) | {:.1} MiB |",
             kib as f64 / 1024.0
+        );
+    }
+    Ok(())
+}
+
+/// The largest batch the device gateway takes (`MAX_BATCH_EVENTS` in medsec-server).
+const MAX_EVENTS_PER_BATCH: usize = 1000;
+
+/// Simulated seconds between two events of one device: event times advance with the events
+/// a device sends, so detection windows open and close the way they would in the field.
+const EVENT_SPACING_SECS: i64 = 3;
+
+/// Appends event `s` of a device to a JSON batch. The mix is deterministic: mostly
+/// informational connection events and low-severity update failures, a debug-port event every
+/// 1,000 and a lone authentication failure every 500 (neither trips a built-in rule); with
+/// `every` > 0 also a burst of six authentication failures every `every` events, which trips
+/// `auth-failure-burst` (5 within 10 minutes), and a configuration change every `2 * every`,
+/// which trips `config-outside-maintenance` unless it falls on a Sunday morning. `phase`
+/// staggers the pattern between devices so detections spread over the run.
+fn push_event(
+    out: &mut String,
+    s: u64,
+    phase: u64,
+    every: u64,
+    at: time::OffsetDateTime,
+) -> Result<()> {
+    use std::fmt::Write;
+    use time::format_description::well_known::Rfc3339;
+    let p = s + phase;
+    let time = at.format(&Rfc3339)?;
+    let burst = every > 0 && p % every < 6;
+    let config = every > 0 && p % (2 * every) == every + 100;
+    let (ty, sev, extra) = if config {
+        ("config-changed", "info", r#","by":"local:tech""#)
+    } else if burst || p % 500 == 250 {
+        ("auth-failure", "medium", "")
+    } else if p % 1000 == 500 {
+        ("debug-port", "low", "")
+    } else if p % 10 >= 7 {
+        ("update-failure", "low", "")
+    } else {
+        ("unusual-connection", "info", "")
+    };
+    if !out.ends_with('[') {
+        out.push(',');
+    }
+    write!(
+        out,
+        r#"{{"id":"ev-{s}","time":"{time}","type":"{ty}"{extra},"severity":"{sev}","details":"#
+    )?;
+    match ty {
+        "update-failure" => write!(
+            out,
+            r#"{{"component":"pump-firmware","code":"E{}","attempt":"{}"}}}}"#,
+            p % 97,
+            p % 3 + 1
+        )?,
+        "auth-failure" => write!(out, r#"{{"user":"clinician{}","method":"pin"}}}}"#, p % 13)?,
+        "debug-port" => out.push_str(r#"{"port":"uart0","state":"enabled"}}"#),
+        "config-changed" => out.push_str(r#"{"setting":"max-infusion-rate"}}"#),
+        _ => write!(
+            out,
+            r#"{{"peer":"10.{}.{}.{}","port":"{}","proto":"tcp"}}}}"#,
+            p % 7,
+            p % 251,
+            p % 241 + 1,
+            if p.is_multiple_of(4) { 8443 } else { 443 }
+        )?,
+    }
+    Ok(())
+}
+
+/// One device of the event benchmark: its identity and its keep-alive connection.
+struct EventDevice {
+    index: usize,
+    tls: Arc<tokio_rustls::rustls::ClientConfig>,
+    sender: Option<hyper::client::conn::http1::SendRequest<axum::body::Body>>,
+    /// Events sent so far (the next event id).
+    sent: u64,
+}
+
+impl EventDevice {
+    /// Opens (or reuses) the device's mTLS connection to the gateway.
+    async fn connection(
+        &mut self,
+        addr: std::net::SocketAddr,
+    ) -> Result<&mut hyper::client::conn::http1::SendRequest<axum::body::Body>> {
+        if self.sender.as_ref().is_none_or(|s| s.is_closed()) {
+            self.sender = Some(self.connect(addr).await?);
+        }
+        self.sender.as_mut().context("no connection")
+    }
+
+    /// A new mTLS connection (TCP, TLS handshake with the device certificate, HTTP/1.1).
+    async fn connect(
+        &self,
+        addr: std::net::SocketAddr,
+    ) -> Result<hyper::client::conn::http1::SendRequest<axum::body::Body>> {
+        use tokio_rustls::rustls::pki_types::ServerName;
+        let tcp = tokio::net::TcpStream::connect(addr).await?;
+        tcp.set_nodelay(true)?;
+        let tls = tokio_rustls::TlsConnector::from(self.tls.clone())
+            .connect(ServerName::IpAddress(addr.ip().into()), tcp)
+            .await
+            .with_context(|| format!("TLS handshake of device {}", self.index))?;
+        let (sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls)).await?;
+        tokio::spawn(async move {
+            // Errors also reach the next request on this connection, which reports them.
+            let _ = conn.await;
+        });
+        Ok(sender)
+    }
+}
+
+/// What one client task saw.
+#[derive(Default)]
+struct EventTally {
+    latencies: Vec<std::time::Duration>,
+    batches: usize,
+    events: usize,
+    accepted: usize,
+    duplicates: usize,
+    detections: usize,
+    opened: usize,
+    failures: usize,
+    first_failure: Option<String>,
+}
+
+/// Posts one batch and checks the answer: every event accepted, none a duplicate.
+async fn post_batch(
+    dev: &mut EventDevice,
+    addr: std::net::SocketAddr,
+    body: String,
+    n: usize,
+    tally: &mut EventTally,
+) -> Result<()> {
+    use axum::http::{Request, header};
+    let sender = dev.connection(addr).await?;
+    sender.ready().await?;
+    let req = Request::post("/device/v1/events")
+        .header(header::HOST, addr.to_string())
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(axum::body::Body::from(body))?;
+    let resp = sender.send_request(req).await?;
+    let status = resp.status();
+    let bytes = axum::body::to_bytes(axum::body::Body::new(resp.into_body()), 1 << 20).await?;
+    if !status.is_success() {
+        bail!("HTTP {status}: {}", String::from_utf8_lossy(&bytes));
+    }
+    let v: serde_json::Value = serde_json::from_slice(&bytes).context("ingest response")?;
+    let count = |k: &str| v.get(k).and_then(serde_json::Value::as_u64).unwrap_or(0) as usize;
+    let (accepted, duplicates) = (count("accepted"), count("duplicates"));
+    tally.accepted += accepted;
+    tally.duplicates += duplicates;
+    if let Some(touches) = v.get("incidents").and_then(serde_json::Value::as_array) {
+        tally.detections += touches.len();
+        tally.opened += touches
+            .iter()
+            .filter(|t| t.get("opened").and_then(serde_json::Value::as_bool) == Some(true))
+            .count();
+    }
+    if accepted != n || duplicates != 0 {
+        bail!("{n} events sent, {accepted} accepted, {duplicates} duplicates");
+    }
+    Ok(())
+}
+
+async fn events(
+    devices: usize,
+    concurrency: usize,
+    batch: usize,
+    seconds: u64,
+    total: Option<usize>,
+    burst_every: u64,
+) -> Result<()> {
+    use tokio_rustls::rustls;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+    if devices == 0 {
+        bail!("--devices must be at least 1");
+    }
+    if batch == 0 || batch > MAX_EVENTS_PER_BATCH {
+        bail!("--batch must be 1 to {MAX_EVENTS_PER_BATCH}");
+    }
+    if total == Some(0) || (total.is_none() && seconds == 0) {
+        bail!("--events and --seconds must be at least 1");
+    }
+    if burst_every != 0 && burst_every < 500 {
+        bail!("--burst-every must be 0 (no detections) or at least 500 events");
+    }
+    // One request at a time per HTTP/1.1 connection, and one connection per device.
+    let concurrency = concurrency.clamp(1, devices);
+    let tmp = tempfile::tempdir().context("creating a temporary directory")?;
+    let (app, profile) = setup(&tmp, None).await?;
+
+    eprintln!("issuing {devices} device certificates (not timed)...");
+    let next = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..std::thread::available_parallelism().map_or(2, |n| n.get()) * 4 {
+        let (app, next, pname) = (app.clone(), next.clone(), profile.name.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut out = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= devices {
+                    return Ok::<_, anyhow::Error>(out);
+                }
+                let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+                let csr =
+                    rcgen::CertificateParams::new(Vec::<String>::new())?.serialize_request(&key)?;
+                let serial = DeviceSerial::parse(&format!("EV-{i:06}"))?;
+                let issued = app.ca.issue(&pname, &serial, csr.der(), &app.actor).await?;
+                out.push((i, issued.record.der, key.serialize_der()));
+            }
+        }));
+    }
+    let mut identities = Vec::with_capacity(devices);
+    for t in tasks {
+        identities.extend(t.await??);
+    }
+    identities.sort_by_key(|(i, ..)| *i);
+    let root_der = app.ca.get_ca(&Name::parse("root")?).await?.cert_der;
+    let issuing_der = app.ca.get_ca(&profile.issuer).await?.cert_der;
+
+    // The server: the same wiring as `medsec serve` for the device gateway, post-market on
+    // with the built-in detection rules.
+    let pm_store: Arc<dyn medsec_postmarket::store::PostmarketStore> = Arc::new(app.store.clone());
+    let svc = Arc::new(
+        medsec_postmarket::service::PostmarketService::open(
+            pm_store,
+            medsec_postmarket::cvd::CvdPolicy::default(),
+            time::OffsetDateTime::now_utc(),
+        )
+        .await?,
+    );
+    let rules = svc.rules().rules().len();
+    let auth: Arc<dyn medsec_auth::AuthStore> = Arc::new(app.store.clone());
+    let server_ca = medsec_ca::Ca::new(app.store.clone(), app.keys.clone());
+    let state = Arc::new(
+        medsec_server::AppState::new(server_ca, Some(profile.name.clone()), auth)
+            .with_postmarket(svc, medsec_server::PostmarketSettings::default()),
+    );
+    let bound = medsec_server::Bound::bind(&medsec_server::Listeners {
+        http: "127.0.0.1:0".parse()?,
+        https: "127.0.0.1:0".parse()?,
+        device: "127.0.0.1:0".parse()?,
+        syslog: None,
+    })
+    .await?;
+    let addr = bound.addrs().device;
+    let identity =
+        medsec_server::ServerIdentity::issue(&state, &profile.issuer, &["127.0.0.1".to_owned()])
+            .await?;
+    tokio::spawn(async move { medsec_server::serve(bound, state, &identity).await });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+
+    // Each device trusts the root only and presents its own chain (leaf, issuing CA).
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(CertificateDer::from(root_der))?;
+    let roots = Arc::new(roots);
+    let mut groups: Vec<Vec<EventDevice>> = (0..concurrency).map(|_| Vec::new()).collect();
+    for (i, leaf, key) in identities {
+        let mut cfg = rustls::ClientConfig::builder_with_provider(provider.clone())
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+            .with_root_certificates(roots.clone())
+            .with_client_auth_cert(
+                vec![
+                    CertificateDer::from(leaf),
+                    CertificateDer::from(issuing_der.clone()),
+                ],
+                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key)),
+            )?;
+        cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+        if let Some(g) = groups.get_mut(i % concurrency) {
+            g.push(EventDevice {
+                index: i,
+                tls: Arc::new(cfg),
+                sender: None,
+                sent: 0,
+            });
+        }
+    }
+
+    // Work: a number of batches, or a deadline. Connections are opened before the clock starts
+    // (devices hold theirs open); each task then cycles through its devices, one batch each.
+    let total_batches = total.map(|t| t.div_ceil(batch));
+    let claimed = Arc::new(AtomicUsize::new(0));
+    let start_gate = Arc::new(tokio::sync::Barrier::new(concurrency + 1));
+    let epoch = time::OffsetDateTime::now_utc() - Duration::days(30);
+    let deadline = Arc::new(std::sync::OnceLock::<Instant>::new());
+    eprintln!(
+        "{devices} devices connecting; then {concurrency} concurrent clients posting batches of {batch} events {}...",
+        match total {
+            Some(t) => format!("until {t} events are sent"),
+            None => format!("for {seconds} s"),
+        }
+    );
+    let mut tasks = Vec::new();
+    for mut group in groups {
+        let (claimed, gate, deadline) = (claimed.clone(), start_gate.clone(), deadline.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut tally = EventTally::default();
+            let mut connected = Ok(());
+            for d in group.iter_mut() {
+                if let Err(e) = d.connection(addr).await {
+                    connected = Err(e);
+                    break;
+                }
+            }
+            gate.wait().await;
+            connected?;
+            let mut body = String::with_capacity(batch * 200);
+            for turn in 0.. {
+                let n = match total_batches {
+                    Some(tb) => {
+                        let k = claimed.fetch_add(1, Ordering::Relaxed);
+                        if k >= tb {
+                            break;
+                        }
+                        let t = total.unwrap_or(0);
+                        batch.min(t - k * batch)
+                    }
+                    None => {
+                        if deadline.get().is_none_or(|d| Instant::now() >= *d) {
+                            break;
+                        }
+                        batch
+                    }
+                };
+                let len = group.len().max(1);
+                let Some(dev) = group.get_mut(turn % len) else {
+                    break;
+                };
+                body.clear();
+                body.push('[');
+                let phase = (dev.index as u64 * 7919) % (2 * burst_every).max(1000);
+                for s in dev.sent..dev.sent + n as u64 {
+                    let at = epoch + Duration::seconds(s as i64 * EVENT_SPACING_SECS);
+                    push_event(&mut body, s, phase, burst_every, at)?;
+                }
+                body.push(']');
+                dev.sent += n as u64;
+                let t = Instant::now();
+                let r = tokio::time::timeout(
+                    std::time::Duration::from_secs(60),
+                    post_batch(dev, addr, body.clone(), n, &mut tally),
+                )
+                .await
+                .unwrap_or_else(|_| Err(anyhow::anyhow!("no answer within 60 s")));
+                tally.latencies.push(t.elapsed());
+                tally.batches += 1;
+                tally.events += n;
+                if let Err(e) = r {
+                    tally.failures += 1;
+                    tally
+                        .first_failure
+                        .get_or_insert_with(|| format!("device {}: {e:#}", dev.index));
+                    // Start the next request on a fresh connection.
+                    dev.sender = None;
+                }
+            }
+            Ok::<_, anyhow::Error>(tally)
+        }));
+    }
+    let start = Instant::now();
+    let _ = deadline.set(start + std::time::Duration::from_secs(seconds));
+    start_gate.wait().await;
+    let mut all = EventTally::default();
+    for t in tasks {
+        let x = t.await??;
+        all.latencies.extend(x.latencies);
+        all.batches += x.batches;
+        all.events += x.events;
+        all.accepted += x.accepted;
+        all.duplicates += x.duplicates;
+        all.detections += x.detections;
+        all.opened += x.opened;
+        all.failures += x.failures;
+        if all.first_failure.is_none() {
+            all.first_failure = x.first_failure;
+        }
+    }
+    let elapsed = start.elapsed();
+    let (stored,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM pm_events")
+        .fetch_one(app.store.pool())
+        .await?;
+    let (incidents, detections_stored): (i64, i64) = sqlx::query_as(
+        "SELECT COUNT(*), COALESCE(SUM(json_array_length(body, '$.timeline')), 0) FROM pm_incidents",
+    )
+    .fetch_one(app.store.pool())
+    .await?;
+    all.latencies.sort();
+    let pct = |p: f64| {
+        all.latencies
+            .get(((all.latencies.len() as f64 - 1.0) * p) as usize)
+            .map_or(f64::NAN, |d| d.as_secs_f64() * 1000.0)
+    };
+    let secs = elapsed.as_secs_f64();
+    println!("| metric | value |");
+    println!("|---|---|");
+    println!("| devices (own P-256 certificate, own keep-alive mTLS connection) | {devices} |");
+    println!("| concurrent clients (requests in flight) | {concurrency} |");
+    println!("| events per batch | {batch} |");
+    println!("| detection rules in force | {rules} (built-in set) |");
+    if burst_every > 0 {
+        println!(
+            "| rule-tripping pattern per device | 6 auth failures every {burst_every} events, a config change every {} |",
+            2 * burst_every
+        );
+    } else {
+        println!("| rule-tripping pattern per device | none (no event trips a rule) |");
+    }
+    println!("| elapsed | {secs:.2} s |");
+    println!(
+        "| batches posted / failed | {} / {} |",
+        all.batches, all.failures
+    );
+    println!(
+        "| events sent / accepted / stored | {} / {} / {stored} |",
+        all.events, all.accepted
+    );
+    println!(
+        "| throughput | {:.0} events/s ({:.0} batches/s) |",
+        all.accepted as f64 / secs,
+        all.batches as f64 / secs
+    );
+    println!(
+        "| request latency p50 / p99 / max | {:.1} ms / {:.1} ms / {:.1} ms |",
+        pct(0.5),
+        pct(0.99),
+        pct(1.0)
+    );
+    println!(
+        "| detections / incidents opened | {} / {} (incidents stored: {incidents}, timeline entries: {detections_stored}) |",
+        all.detections, all.opened
+    );
+    if let Some(kib) = peak_rss_kib() {
+        println!(
+            "| peak RSS (server and clients in one process) | {:.1} MiB |",
+            kib as f64 / 1024.0
+        );
+    }
+    if let Some(f) = &all.first_failure {
+        bail!("{} requests failed; the first: {f}", all.failures);
+    }
+    if stored as usize != all.accepted || all.accepted != all.events || all.duplicates != 0 {
+        bail!(
+            "{} events sent, {} accepted ({} duplicates), {stored} stored",
+            all.events,
+            all.accepted,
+            all.duplicates
         );
     }
     Ok(())

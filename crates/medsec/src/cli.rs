@@ -111,6 +111,9 @@ pub enum Command {
     /// Regulatory documentation: premarket file, labelling, MDS2, gaps.
     #[command(subcommand)]
     Docs(DocsCmd),
+    /// Dashboard users (local accounts for the web UI).
+    #[command(subcommand)]
+    User(UserCmd),
     /// Benchmarks.
     #[command(subcommand)]
     Bench(BenchCmd),
@@ -213,6 +216,22 @@ pub enum IncidentCmd {
     Clocks {
         #[arg(long, default_value_t = 7)]
         due_within_days: u32,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum UserCmd {
+    /// Create a dashboard user; the password is read from MEDSEC_USER_PASSWORD or stdin.
+    Create {
+        name: String,
+        /// admin, operator or auditor.
+        #[arg(long)]
+        role: String,
+    },
+    List,
+    /// Lift a lockout after repeated failed sign-ins.
+    Unlock {
+        name: String,
     },
 }
 
@@ -1062,5 +1081,30 @@ pub enum BenchCmd {
         count: usize,
         #[arg(long, default_value_t = 32)]
         concurrency: usize,
+    },
+    /// Device event ingest over mTLS on loopback against an in-process server running the
+    /// default detection rules: devices with certificates of their own post batches of events
+    /// to `/device/v1/events` over keep-alive connections, many requests in flight.
+    Events {
+        /// Devices, each with its own key, certificate and keep-alive connection.
+        #[arg(long, default_value_t = 200)]
+        devices: usize,
+        /// Client tasks, i.e. requests in flight at once (at most one per device).
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+        /// Events per request (1 to 1000).
+        #[arg(long, default_value_t = 100)]
+        batch: usize,
+        /// How long to post for.
+        #[arg(long, default_value_t = 20)]
+        seconds: u64,
+        /// Post this many events in total instead of running for --seconds.
+        #[arg(long)]
+        events: Option<usize>,
+        /// Events per device between bursts of authentication failures that trip a detection
+        /// rule (a configuration change that trips another comes at twice this); 0: no event
+        /// trips a rule, though every event still runs through the rules.
+        #[arg(long, default_value_t = 2500)]
+        burst_every: u64,
     },
 }

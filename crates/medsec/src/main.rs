@@ -10,6 +10,7 @@ mod keys;
 mod postmarket;
 mod risk;
 mod serve;
+mod ui;
 mod updates;
 mod vuln;
 
@@ -167,6 +168,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Advisory(c) => advisory::advisory_cmd(&app, c).await,
         Command::Evidence(c) => docs::evidence_cmd(&app, c).await,
         Command::Docs(c) => docs::docs_cmd(&app, c).await,
+        Command::User(c) => ui::user_cmd(&app, c).await,
         Command::Apitoken(ApiTokenCmd::Create {
             name,
             role,

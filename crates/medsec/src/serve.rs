@@ -135,6 +135,11 @@ pub async fn run(app: App, args: &ServeArgs) -> Result<()> {
             .with_risk(risk)
             .with_postmarket(postmarket, pm_settings)
             .with_evidence(evidence)
+            .with_dashboard(
+                Arc::new(app.store.clone()),
+                Arc::new(app.store.clone()),
+                Arc::new(crate::ui::StoreAudit(app.store.clone())),
+            )
             .with_idevid_cas(idevid_cas)
             .with_ocsp_cache_ttl(std::time::Duration::from_secs(cfg.ocsp_cache_secs))
             .with_rate_limit(cfg.est_rate_per_sec, cfg.est_rate_burst),

@@ -404,7 +404,7 @@ async fn list_docs<S: CaStore>(
     })))
 }
 
-fn content_type(name: &str) -> &'static str {
+pub(crate) fn content_type(name: &str) -> &'static str {
     match name.rsplit('.').next() {
         Some("html") => "text/html; charset=utf-8",
         Some("md") => "text/markdown; charset=utf-8",
@@ -416,6 +416,25 @@ fn content_type(name: &str) -> &'static str {
     }
 }
 
+/// Builds the set in the format `file` needs and returns that file.
+pub(crate) async fn build_one<S: CaStore>(
+    st: &crate::state::AppState<S>,
+    model: &str,
+    version: &str,
+    file: &str,
+) -> Result<medsec_docs::set::OutputFile, Problem> {
+    let format = match file.rsplit('.').next().unwrap_or("") {
+        "pdf" => "pdf",
+        "md" => "md",
+        _ => "html",
+    };
+    build(st, model, version, format)
+        .await?
+        .into_iter()
+        .find(|f| f.name == file)
+        .ok_or_else(|| Problem::not_found(format!("no documentation file {file}")))
+}
+
 async fn get_doc<S: CaStore>(
     axum::extract::State(st): axum::extract::State<std::sync::Arc<crate::state::AppState<S>>>,
     h: axum::http::HeaderMap,
@@ -423,17 +442,7 @@ async fn get_doc<S: CaStore>(
 ) -> Result<axum::response::Response, Problem> {
     use axum::response::IntoResponse;
     crate::api::caller(&st, &h, medsec_auth::Role::Auditor, "read documentation").await?;
-    let ext = file.rsplit('.').next().unwrap_or("");
-    let format = match ext {
-        "pdf" => "pdf",
-        "md" => "md",
-        _ => "html",
-    };
-    let files = build(&st, &model, &version, format).await?;
-    let f = files
-        .into_iter()
-        .find(|f| f.name == file)
-        .ok_or_else(|| Problem::not_found(format!("no documentation file {file}")))?;
+    let f = build_one(&st, &model, &version, &file).await?;
     let disposition = format!("attachment; filename=\"{}\"", f.name);
     Ok((
         [

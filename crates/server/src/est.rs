@@ -46,6 +46,7 @@ pub fn router<S: CaStore + 'static>(state: Arc<AppState<S>>) -> Router {
         .merge(crate::postmarket_api::public_router::<S>())
         .merge(crate::advisory_api::api_router::<S>())
         .merge(crate::docs_api::api_router::<S>())
+        .merge(crate::ui::router::<S>())
         .merge(crate::advisory_api::public_router::<S>())
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::from_fn(crate::limit::deadline))

@@ -21,6 +21,7 @@ mod risk_api;
 mod state;
 mod syslog;
 mod tls;
+mod ui;
 mod updates_api;
 
 use std::net::SocketAddr;
@@ -35,7 +36,7 @@ pub use docs_api::{DocSources, docs_inputs};
 pub use postmarket_api::{PostmarketSettings, kev_listed, report_context};
 pub use problem::Problem;
 pub use risk_api::risk_inputs;
-pub use state::{AppState, RevocationWatch};
+pub use state::{AppState, AuditRow, AuditView, RevocationWatch};
 pub use tls::{ServerIdentity, device_tls_config, est_tls_config};
 pub use updates_api::check_tags;
 

@@ -8,6 +8,26 @@ use std::time::{Duration, Instant};
 use medsec_ca::{Ca, CaStore};
 use medsec_core::{Actor, Name};
 
+/// One audit entry as the dashboard lists it.
+#[derive(Debug, Clone)]
+pub struct AuditRow {
+    pub seq: i64,
+    pub time: String,
+    pub actor: String,
+    pub action: String,
+    pub subject: String,
+}
+
+/// Read access to the audit log for the dashboard; the binary adapts the store to it (this
+/// crate does not depend on `medsec-store`).
+#[async_trait::async_trait]
+pub trait AuditView: Send + Sync {
+    /// Verifies the whole chain: the number of intact entries, or where it breaks.
+    async fn verify(&self) -> Result<u64, String>;
+    /// Entries with `seq > after`, oldest first.
+    async fn page(&self, after: i64, limit: u32) -> Result<Vec<AuditRow>, String>;
+}
+
 /// What every handler reaches.
 pub struct AppState<S> {
     pub ca: Ca<S>,
@@ -41,8 +61,17 @@ pub struct AppState<S> {
     pub postmarket_settings: crate::postmarket_api::PostmarketSettings,
     /// Researcher reports per client address (separate from enrollment's budget).
     pub(crate) cvd_limiter: crate::limit::RateLimiter,
+    /// Dashboard users and sessions; `/ui/` answers with the sign-in page only when present.
+    pub users: Option<Arc<dyn medsec_auth::users::UserStore>>,
+    pub session_policy: medsec_auth::users::SessionPolicy,
+    /// The fleet read model behind the dashboard's fleet pages.
+    pub fleet: Option<Arc<dyn medsec_fleet::FleetStore>>,
+    /// The audit log as the dashboard shows it.
+    pub audit: Option<Arc<dyn AuditView>>,
     /// Imported test evidence for the documentation; docs routes answer without it.
     pub evidence: Option<Arc<dyn medsec_docs::evidence::EvidenceStore>>,
+    /// Sign-in attempts per client address.
+    pub(crate) login_limiter: crate::limit::RateLimiter,
     /// When the retention job last purged events.
     pub(crate) last_purge: Mutex<Option<time::OffsetDateTime>>,
     /// Serials of revoked certificates refused in device handshakes, for the post-market
@@ -84,10 +113,28 @@ impl<S: CaStore> AppState<S> {
             postmarket_settings: crate::postmarket_api::PostmarketSettings::default(),
             cvd_limiter: cvd_limiter(&crate::postmarket_api::PostmarketSettings::default()),
             evidence: None,
+            users: None,
+            session_policy: medsec_auth::users::SessionPolicy::default(),
+            fleet: None,
+            audit: None,
+            login_limiter: crate::limit::RateLimiter::new(0.5, 20.0),
             last_purge: Mutex::new(None),
             revoked_use,
             revoked_use_rx: Mutex::new(Some(revoked_use_rx)),
         }
+    }
+
+    /// Serves the dashboard: users and sessions, the fleet read model and the audit log.
+    pub fn with_dashboard(
+        mut self,
+        users: Arc<dyn medsec_auth::users::UserStore>,
+        fleet: Arc<dyn medsec_fleet::FleetStore>,
+        audit: Arc<dyn AuditView>,
+    ) -> Self {
+        self.users = Some(users);
+        self.fleet = Some(fleet);
+        self.audit = Some(audit);
+        self
     }
 
     /// Documentation builds include this store's test evidence.
