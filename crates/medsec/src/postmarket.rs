@@ -279,21 +279,13 @@ pub async fn incident_cmd(app: &App, c: IncidentCmd) -> Result<ExitCode> {
         }
         IncidentCmd::Assign { id, owner } => {
             let owner = Actor::parse(&owner)?;
-            let i = svc
-                .modify(incident_id(&id)?, &actor, now, |i| {
-                    i.assign(owner.clone(), actor.clone(), now);
-                    Ok(())
-                })
-                .await?;
+            let i = svc.assign(incident_id(&id)?, owner, &actor, now).await?;
             show_incident(app, &i);
         }
         IncidentCmd::Note { id, note } => {
             let note = Note::parse(&note)?;
             let i = svc
-                .modify(incident_id(&id)?, &actor, now, |i| {
-                    i.record_action(note.clone(), actor.clone(), now);
-                    Ok(())
-                })
+                .record_action(incident_id(&id)?, note, &actor, now)
                 .await?;
             show_incident(app, &i);
         }
@@ -309,18 +301,7 @@ pub async fn incident_cmd(app: &App, c: IncidentCmd) -> Result<ExitCode> {
                 .map(|m| DeviceModel::parse(m))
                 .collect::<Result<Vec<_>, _>>()?;
             let i = svc
-                .modify(incident_id(&id)?, &actor, now, |i| {
-                    for v in &vulns {
-                        i.link_vulnerability(v.clone(), actor.clone(), now);
-                    }
-                    for r in &risks {
-                        i.link_risk(r.clone(), actor.clone(), now);
-                    }
-                    for m in &models {
-                        i.add_model(m.clone());
-                    }
-                    Ok(())
-                })
+                .link(incident_id(&id)?, &vulns, &risks, &models, &actor, now)
                 .await?;
             show_incident(app, &i);
         }

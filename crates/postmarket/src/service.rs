@@ -419,6 +419,61 @@ impl PostmarketService {
             .await
     }
 
+    /// Sets the owner.
+    pub async fn assign(
+        &self,
+        id: IncidentId,
+        owner: Actor,
+        actor: &Actor,
+        now: OffsetDateTime,
+    ) -> Result<Incident, PostmarketError> {
+        self.modify(id, actor, now, |i| {
+            i.assign(owner.clone(), actor.clone(), now);
+            Ok(())
+        })
+        .await
+    }
+
+    /// Records a response action.
+    pub async fn record_action(
+        &self,
+        id: IncidentId,
+        note: Note,
+        actor: &Actor,
+        now: OffsetDateTime,
+    ) -> Result<Incident, PostmarketError> {
+        self.modify(id, actor, now, |i| {
+            i.record_action(note.clone(), actor.clone(), now);
+            Ok(())
+        })
+        .await
+    }
+
+    /// Links vulnerabilities, risk register entries and other affected models.
+    pub async fn link(
+        &self,
+        id: IncidentId,
+        vulnerabilities: &[Reference],
+        risks: &[Reference],
+        models: &[DeviceModel],
+        actor: &Actor,
+        now: OffsetDateTime,
+    ) -> Result<Incident, PostmarketError> {
+        self.modify(id, actor, now, |i| {
+            for v in vulnerabilities {
+                i.link_vulnerability(v.clone(), actor.clone(), now);
+            }
+            for r in risks {
+                i.link_risk(r.clone(), actor.clone(), now);
+            }
+            for m in models {
+                i.add_model(m.clone());
+            }
+            Ok(())
+        })
+        .await
+    }
+
     pub async fn decide_reportability(
         &self,
         id: IncidentId,

@@ -529,12 +529,8 @@ async fn incident_owner<S: CaStore>(
     let b: OwnerBody = json_body(&body)?;
     let owner = Actor::parse(&b.owner).map_err(|e| Problem::bad_request(e.to_string()))?;
     let t = now();
-    let actor = p.actor();
     let inc = pm(&st)?
-        .modify(incident_id(&id)?, &actor, t, |i| {
-            i.assign(owner.clone(), actor.clone(), t);
-            Ok(())
-        })
+        .assign(incident_id(&id)?, owner, &p.actor(), t)
         .await?;
     Ok(Json(incident_json(&inc, t)))
 }
@@ -555,12 +551,8 @@ async fn incident_action<S: CaStore>(
     let b: ActionBody = json_body(&body)?;
     let note = Note::parse(&b.note)?;
     let t = now();
-    let actor = p.actor();
     let inc = pm(&st)?
-        .modify(incident_id(&id)?, &actor, t, |i| {
-            i.record_action(note.clone(), actor.clone(), t);
-            Ok(())
-        })
+        .record_action(incident_id(&id)?, note, &p.actor(), t)
         .await?;
     Ok(Json(incident_json(&inc, t)))
 }
@@ -601,20 +593,8 @@ async fn incident_links<S: CaStore>(
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| Problem::bad_request(e.to_string()))?;
     let t = now();
-    let actor = p.actor();
     let inc = pm(&st)?
-        .modify(incident_id(&id)?, &actor, t, |i| {
-            for v in &vulns {
-                i.link_vulnerability(v.clone(), actor.clone(), t);
-            }
-            for r in &risks {
-                i.link_risk(r.clone(), actor.clone(), t);
-            }
-            for m in &models {
-                i.add_model(m.clone());
-            }
-            Ok(())
-        })
+        .link(incident_id(&id)?, &vulns, &risks, &models, &p.actor(), t)
         .await?;
     Ok(Json(incident_json(&inc, t)))
 }
