@@ -329,6 +329,40 @@ fn kev_incident_reportability_and_csaf_advisory() {
         "--status",
         "final",
     ]);
+    // Without --fixed-in, the fix comes from the published releases: 14.1.2 is signed into the
+    // TUF repository, 14.1.1 (affected) is not a release, so 14.1.2 is the fix.
+    env.ok(&["tuf", "init"]);
+    let fw = env.path("fw-14.1.2.bin");
+    std::fs::write(&fw, b"pump firmware 14.1.2").unwrap();
+    env.ok(&[
+        "release",
+        "publish",
+        "--model",
+        "pump-x2",
+        "--version",
+        "14.1.2",
+        "--security-version",
+        "3",
+        fw.to_str().unwrap(),
+    ]);
+    let auto = env.json(&[
+        "advisory",
+        "create",
+        "--id",
+        "ACME-2026-0003",
+        "--title",
+        "Derived fix",
+        "--model",
+        "pump-x2",
+        "--vuln",
+        "CVE-2024-4068",
+    ]);
+    let v = &auto["vulnerabilities"][0];
+    assert_eq!(
+        v["product_status"]["fixed"][0], "pkg:generic/pump-x2@14.1.2",
+        "{v}"
+    );
+    assert_eq!(v["remediations"][0]["category"], "vendor_fix", "{v}");
     let doc = env.path("adv.json");
     env.ok(&[
         "advisory",
