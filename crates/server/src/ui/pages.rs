@@ -41,16 +41,12 @@ pub struct Done {
 }
 
 fn back(to: &str, done: &str) -> Response {
-    let enc: String = done
-        .bytes()
-        .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'.' | b'_' => (b as char).to_string(),
-            b' ' => "+".to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect();
     let sep = if to.contains('?') { '&' } else { '?' };
-    Redirect::to(&format!("{to}{sep}done={enc}")).into_response()
+    Redirect::to(&format!(
+        "{to}{sep}{}",
+        encode_params(&[("done", done.to_string())])
+    ))
+    .into_response()
 }
 
 macro_rules! signed_in {
@@ -1120,7 +1116,12 @@ async fn incidents<S: CaStore>(State(st): St<S>, h: HeaderMap) -> UiResult {
     ))
 }
 
-async fn cvd<S: CaStore>(State(st): St<S>, h: HeaderMap) -> UiResult {
+#[derive(Deserialize, Default)]
+pub struct OffsetParam {
+    offset: Option<u64>,
+}
+
+async fn cvd<S: CaStore>(State(st): St<S>, h: HeaderMap, Query(p): Query<OffsetParam>) -> UiResult {
     let s = signed_in!(st, h);
     let pm = st.postmarket.as_deref().ok_or_else(|| {
         UiError::new(
@@ -1129,8 +1130,10 @@ async fn cvd<S: CaStore>(State(st): St<S>, h: HeaderMap) -> UiResult {
         )
     })?;
     let now = OffsetDateTime::now_utc();
+    const PER: u32 = 50;
+    let offset = p.offset.unwrap_or(0);
     let reports = pm
-        .reports(200, 0)
+        .reports(PER, offset)
         .await
         .map_err(|e| UiError::internal("cvd", &e))?;
     Ok(page(
@@ -1151,6 +1154,10 @@ async fn cvd<S: CaStore>(State(st): St<S>, h: HeaderMap) -> UiResult {
                         }
                     }
                 }
+            }
+            nav.pager aria-label="Pages" {
+                @if offset > 0 { a href=(format!("/ui/cvd?offset={}", offset.saturating_sub(u64::from(PER)))) { "Previous page" } }
+                @if reports.len() == PER as usize { a href=(format!("/ui/cvd?offset={}", offset + u64::from(PER))) rel="next" { "Next page" } }
             }
         },
     ))
