@@ -202,8 +202,7 @@ async fn retire<S: CaStore>(
 ) -> Result<Json<Value>, Problem> {
     let p = caller(&st, &h, Role::Operator, "retire devices").await?;
     let id = DeviceId::parse_urn(&urn).map_err(bad)?;
-    let revoked = st.ca.retire(&id, &p.actor()).await?;
-    st.revocation_changed().await;
+    let revoked = st.retire(&id, &p.actor()).await?;
     Ok(Json(json!({"device": id.urn(), "revoked": revoked})))
 }
 
@@ -340,9 +339,7 @@ async fn revoke<S: CaStore>(
                 .map_err(|_| bad(format!("invalidity_date {d:?} is not RFC 3339")))
         })
         .transpose()?;
-    let c = st.ca.revoke(&s, reason, inv, &p.actor()).await?;
-    // OCSP, CRLs and the device gateway see it before this call returns.
-    st.revocation_changed().await;
+    let c = st.revoke(&s, reason, inv, &p.actor()).await?;
     Ok(Json(cert_json(&c)))
 }
 

@@ -209,6 +209,34 @@ impl<S: CaStore> AppState<S> {
     pub async fn revocation_changed(&self) {
         self.watch.refresh(self).await;
     }
+
+    /// Revokes a certificate for the API and the dashboard alike; OCSP, CRLs and the device
+    /// gateway see it before this returns.
+    pub async fn revoke(
+        &self,
+        serial: &medsec_core::CertSerial,
+        reason: medsec_core::RevocationReason,
+        invalidity_date: Option<time::OffsetDateTime>,
+        actor: &Actor,
+    ) -> Result<medsec_ca::CertRecord, medsec_ca::CaError> {
+        let c = self
+            .ca
+            .revoke(serial, reason, invalidity_date, actor)
+            .await?;
+        self.revocation_changed().await;
+        Ok(c)
+    }
+
+    /// Retires a device (revoking all its certificates), visible at once like [`Self::revoke`].
+    pub async fn retire(
+        &self,
+        device: &medsec_core::DeviceId,
+        actor: &Actor,
+    ) -> Result<Vec<medsec_core::CertSerial>, medsec_ca::CaError> {
+        let r = self.ca.retire(device, actor).await?;
+        self.revocation_changed().await;
+        Ok(r)
+    }
 }
 
 /// The set of revoked certificate serials, read at every TLS handshake on the device listener

@@ -459,11 +459,9 @@ async fn retire<S: CaStore>(
     let s = acting_as!(st, h, &f.csrf, Role::Operator);
     let id = parse_urn(&urn)?;
     let revoked = st
-        .ca
         .retire(&id, &s.actor())
         .await
         .map_err(|e| UiError::bad(e.to_string()))?;
-    st.revocation_changed().await;
     Ok(back(
         &format!("/ui/devices/{}", id.urn()),
         &format!("retired; {} certificate(s) revoked", revoked.len()),
@@ -629,12 +627,9 @@ async fn revoke<S: CaStore>(
         .reason
         .parse()
         .map_err(|e: medsec_core::CoreError| UiError::bad(e.to_string()))?;
-    st.ca
-        .revoke(&serial, reason, None, &s.actor())
+    st.revoke(&serial, reason, None, &s.actor())
         .await
         .map_err(|e| UiError::bad(e.to_string()))?;
-    // OCSP, CRLs and the gateway see it before the page reloads.
-    st.revocation_changed().await;
     Ok(back(
         "/ui/pki",
         &format!("certificate {serial} revoked ({reason})"),
