@@ -9,6 +9,7 @@ mod model;
 mod rating;
 mod service;
 mod store;
+mod trend;
 
 pub use model::{
     AdvisoryRow, AffectedDevice, Decision, FindingRecord, FindingView, FirmwareRecord, ImportStats,
@@ -17,6 +18,7 @@ pub use model::{
 pub use rating::{Exploitability, RiskLevel, RiskPolicy, SeverityLevel, rate};
 pub use service::{Inventory, VexScope, export_sbom};
 pub use store::InventoryStore;
+pub use trend::{TrendPoint, trend, weekly};
 
 pub use medsec_core::StoreError;
 

@@ -577,6 +577,18 @@ impl Inventory {
             .collect())
     }
 
+    /// Open findings (and KEV-listed ones) at each of `points`, for one model or all: the trend
+    /// the dashboard charts (see [`crate::trend`] for what it can and cannot reconstruct).
+    pub async fn findings_trend(
+        &self,
+        model: Option<&DeviceModel>,
+        points: &[OffsetDateTime],
+    ) -> Result<Vec<crate::TrendPoint>, InventoryError> {
+        let findings = self.store.list_findings(model, None).await?;
+        let decisions = self.store.list_decisions(model, None).await?;
+        Ok(crate::trend(&findings, &decisions, points))
+    }
+
     /// Records a triage decision for a vulnerability (any of its identifiers) found in a
     /// firmware version, optionally for one component only.
     #[allow(clippy::too_many_arguments)]
