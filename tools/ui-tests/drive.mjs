@@ -57,6 +57,21 @@ try {
   }
   if (sc.triage) {
     await page.goto(`${sc.base}/ui/vulns`)
+    // not_affected without a justification: the error appears beside that field.
+    const bad = page.locator('tr', { hasText: sc.triage.vuln }).first()
+    await bad.getByLabel('State').selectOption('not_affected')
+    await bad.getByLabel('Reason').fill('no justification given')
+    await bad.getByRole('button', { name: 'Record' }).click()
+    await page.waitForURL(/invalid=/)
+    const just = page.locator('tr', { hasText: sc.triage.vuln }).first().getByLabel('Justification')
+    const described = await just.getAttribute('aria-describedby')
+    out.steps.push({ triage_error: {
+      invalid: await just.getAttribute('aria-invalid'),
+      beside: described ? await page.locator(`#${described}`).innerText() : null,
+      summary: await page.locator('.error[role=alert]').first().innerText(),
+    } })
+    await page.screenshot({ path: `${sc.shots}/vulns-error.png`, fullPage: true })
+    await axe(page, 'vulns-error')
     const row = page.locator('tr', { hasText: sc.triage.vuln }).first()
     await row.getByLabel('State').selectOption('not_affected')
     await row.getByLabel('Justification').selectOption('vulnerable_code_not_in_execute_path')

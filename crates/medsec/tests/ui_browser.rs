@@ -39,6 +39,29 @@ fn seed(env: &Env) -> (String, String) {
     env.init_ca("ecdsa-p256");
     let (s1, _) = env.issue("d1", "p256", "UI-1");
     let (s2, _) = env.issue("d2", "p256", "UI-2");
+    // UI-3's certificate expires within 30 days: with its firmware's critical findings and the
+    // untaken fix, it is a fleet-risk row.
+    env.ok(&[
+        "profile",
+        "set",
+        "--name",
+        "short",
+        "--model",
+        "pump-x2",
+        "--validity-days",
+        "30",
+    ]);
+    let csr3 = env.openssl_csr("d3", "p256", &[]);
+    env.ok(&[
+        "cert",
+        "issue",
+        "--profile",
+        "short",
+        "--csr",
+        csr3.to_str().unwrap(),
+        "--device",
+        "UI-3",
+    ]);
     let data = |p: &str| {
         Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("..")
@@ -90,8 +113,22 @@ fn seed(env: &Env) -> (String, String) {
         "--osv",
         &data("vuln/tests/data/osv-npm-all.zip"),
     ]);
+    // A catalog in CISA's format listing braces' CVE-2024-4068 (a finding of 14.1.1), so that
+    // UI-3 runs KEV-listed firmware.
+    let kev = env.path("kev.json");
+    std::fs::write(
+        &kev,
+        json!({"title": "test catalog", "catalogVersion": "2026.11.29", "dateReleased": "2026-11-29T00:00:00.000Z",
+               "count": 1, "vulnerabilities": [{"cveID": "CVE-2024-4068", "vendorProject": "micromatch",
+               "product": "braces", "vulnerabilityName": "braces memory exhaustion", "dateAdded": "2026-11-01",
+               "shortDescription": "-", "requiredAction": "update", "dueDate": "2026-11-22",
+               "knownRansomwareCampaignUse": "Unknown", "notes": "", "cwes": []}]})
+        .to_string(),
+    )
+    .unwrap();
+    env.ok(&["vuln", "import", "--kev", kev.to_str().unwrap()]);
     env.ok(&["vuln", "match"]);
-    for d in ["UI-1", "UI-2"] {
+    for d in ["UI-1", "UI-2", "UI-3"] {
         env.ok(&[
             "device",
             "set-firmware",
@@ -324,6 +361,10 @@ fn dashboard_in_chromium() {
         step("after_revoke").as_str().unwrap(),
         "revoked (keyCompromise)",
     );
+    let te = step("triage_error");
+    assert_eq!(te["invalid"], "true", "{te}");
+    contains(te["beside"].as_str().unwrap_or(""), "needs a justification");
+    contains(te["summary"].as_str().unwrap_or(""), "There is a problem");
     contains(
         step("after_triage").as_str().unwrap(),
         "not_affected recorded",
@@ -372,6 +413,119 @@ fn dashboard_in_chromium() {
     );
     let r = env.json(&["rollout", "show", &rollout]);
     assert_eq!(r["state"], "paused", "{r}");
+
+    // A form error comes back beside its field, the field marked invalid, nothing recorded.
+    // The form id of the finding's first row, as the page names it:
+    let (vulns, _) = curl(&env, &["-k", "-b", &jar_op, &format!("{base}/ui/vulns")]);
+    let first = vulns
+        .split(r#"<form class="inline" id=""#)
+        .nth(1)
+        .unwrap_or_else(|| panic!("no triage form: {vulns}"));
+    let form = first.split('"').next().unwrap().to_owned();
+    let open_vuln = first
+        .split(r#"name="vuln" value=""#)
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap()
+        .to_owned();
+    let decisions = env.json(&["vuln", "findings", "--model", "pump-x2"]);
+    let (body, code) = curl(
+        &env,
+        &[
+            "-k",
+            "-L",
+            "-b",
+            &jar_op,
+            "--data",
+            &format!(
+                "csrf={csrf_op}&model=pump-x2&version=14.1.1&vuln={open_vuln}&state=not_affected&justification=&reason=because&form={form}"
+            ),
+            &format!("{base}/ui/vulns/triage"),
+        ],
+    );
+    assert_eq!(code, "200");
+    contains(&body, "There is a problem");
+    contains(&body, &format!(r#"id="{form}-justification-error""#));
+    contains(&body, "needs a justification");
+    contains(
+        &body,
+        &format!(
+            r#"id="{form}-justification" name="justification" aria-invalid="true" aria-describedby="{form}-justification-error""#
+        ),
+    );
+    assert_eq!(
+        env.json(&["vuln", "findings", "--model", "pump-x2"]),
+        decisions,
+        "a refused triage records nothing"
+    );
+
+    // Fleet risk: with the rollout paused, UI-3's row offers the one-click rollout of its fix,
+    // to operators only.
+    let (page, _) = curl(
+        &env,
+        &["-k", "-b", &jar_op, &format!("{base}/ui/fleet-risk")],
+    );
+    contains(&page, "urn:medsec:device:pump-x2:UI-3");
+    contains(&page, "Roll out 14.1.2");
+    let (au_page, _) = curl(
+        &env,
+        &["-k", "-b", &jar_au, &format!("{base}/ui/fleet-risk")],
+    );
+    contains(&au_page, "urn:medsec:device:pump-x2:UI-3");
+    assert!(
+        !au_page.contains("Roll out"),
+        "the auditor has no rollout button"
+    );
+    let form = page
+        .split(r#"name="form" value=""#)
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap()
+        .to_owned();
+    let start = |version: &str| {
+        curl(
+            &env,
+            &[
+                "-k",
+                "-L",
+                "-b",
+                &jar_op,
+                "--data",
+                &format!("csrf={csrf_op}&model=pump-x2&version={version}&form={form}"),
+                &format!("{base}/ui/rollouts"),
+            ],
+        )
+    };
+    let (body, code) = start("9.9.9");
+    assert_eq!(code, "200");
+    contains(&body, "There is a problem");
+    contains(&body, &format!(r#"id="{form}-version-error""#));
+    contains(&body, "9.9.9");
+    assert_eq!(env.json(&["rollout", "list"]).as_array().unwrap().len(), 1);
+    let (body, code) = start("14.1.2");
+    assert_eq!(code, "200");
+    contains(&body, "of pump-x2 14.1.2 started");
+    let rollouts = env.json(&["rollout", "list"]);
+    let new = rollouts
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["state"] == "active")
+        .unwrap_or_else(|| panic!("no active rollout: {rollouts}"));
+    assert_eq!(
+        new["target"].as_str().map(|t| t.contains("14.1.2")),
+        Some(true),
+        "{new}"
+    );
+    let (page, _) = curl(
+        &env,
+        &["-k", "-b", &jar_op, &format!("{base}/ui/fleet-risk")],
+    );
+    contains(&page, &format!("rollout {}", new["id"].as_str().unwrap()));
+    assert!(
+        !page.contains("Roll out 14.1.2"),
+        "the row now links its rollout"
+    );
 }
 
 #[test]

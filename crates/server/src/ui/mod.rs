@@ -267,13 +267,15 @@ fn login_page(error: Option<&str>, username: &str) -> Response {
             main #main.login {
                 h1 { "Sign in to medsec" }
                 form method="post" action="/ui/login" {
+                    // Which of the two was wrong is not said (that would confirm user names),
+                    // so the message belongs to both fields.
+                    label for="username" { "Username" }
+                    input #username type="text" name="username" value=(username) autocomplete="username" required autofocus aria-invalid=[error.map(|_| "true")] aria-describedby=[error.map(|_| "login-error")];
+                    label for="password" { "Password" }
+                    input #password type="password" name="password" autocomplete="current-password" required aria-invalid=[error.map(|_| "true")] aria-describedby=[error.map(|_| "login-error")];
                     @if let Some(e) = error {
                         p.error role="alert" id="login-error" { (e) }
                     }
-                    label for="username" { "Username" }
-                    input #username type="text" name="username" value=(username) autocomplete="username" required autofocus;
-                    label for="password" { "Password" }
-                    input #password type="password" name="password" autocomplete="current-password" required;
                     button type="submit" { "Sign in" }
                 }
             }

@@ -49,6 +49,91 @@ fn back(to: &str, done: &str) -> Response {
     .into_response()
 }
 
+/// A form's validation error, carried back to the form's page (post/redirect/get) so that the
+/// page lists it at the top, linked to the field, and shows it next to the field, which it marks
+/// invalid for assistive technology.
+#[derive(Deserialize, Default, Clone)]
+pub struct FieldErr {
+    /// `<form id>.<field name>`.
+    invalid: Option<String>,
+    why: Option<String>,
+}
+
+impl FieldErr {
+    fn on(&self, form: &str, field: &str) -> Option<&str> {
+        let (f, n) = self.invalid.as_deref()?.split_once('.')?;
+        (f == form && n == field).then_some(self.why.as_deref().unwrap_or("invalid value"))
+    }
+
+    /// The error summary for the top of the page: the message and a link to the field, so the
+    /// error is seen even when the form is further down or on another page of the list.
+    fn summary(&self) -> Markup {
+        html! {
+            @if let (Some(inv), Some(why)) = (&self.invalid, &self.why) {
+                @if let Some((form, field)) = inv.split_once('.') {
+                    div.error role="alert" {
+                        p { strong { "There is a problem: " } (why) }
+                        p { a href=(format!("#{}", field_id(form, field))) { "Go to the field" } }
+                    }
+                }
+            }
+        }
+    }
+
+    /// `aria-invalid` for the field's input.
+    fn invalid_attr(&self, form: &str, field: &str) -> Option<&'static str> {
+        self.on(form, field).map(|_| "true")
+    }
+
+    /// `aria-describedby` for the field's input: its error message.
+    fn described_by(&self, form: &str, field: &str) -> Option<String> {
+        self.on(form, field)
+            .map(|_| format!("{}-error", field_id(form, field)))
+    }
+
+    /// The message beside the field.
+    fn beside(&self, form: &str, field: &str) -> Markup {
+        html! {
+            @if let Some(why) = self.on(form, field) {
+                span.field-error id=(format!("{}-error", field_id(form, field))) { (why) }
+            }
+        }
+    }
+}
+
+/// The element id of a form's field.
+fn field_id(form: &str, field: &str) -> String {
+    format!("{form}-{field}")
+}
+
+/// An id-safe key for a per-row form (letters, digits and dashes).
+fn form_key(parts: &[&str]) -> String {
+    parts
+        .join("-")
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect()
+}
+
+/// Back to the form's page with the error for `form.field`; `params` keep the page's view.
+fn invalid(
+    to: &str,
+    params: &[(&str, String)],
+    form: &str,
+    field: &str,
+    why: impl std::fmt::Display,
+) -> Response {
+    let mut ps: Vec<(&str, String)> = params.to_vec();
+    ps.push(("invalid", format!("{form}.{field}")));
+    ps.push(("why", why.to_string()));
+    Redirect::to(&format!(
+        "{to}?{}#{}",
+        encode_params(&ps),
+        field_id(form, field)
+    ))
+    .into_response()
+}
+
 macro_rules! signed_in {
     ($st:expr, $h:expr) => {
         match session(&$st, &$h).await {
@@ -79,6 +164,7 @@ pub fn router<S: CaStore + 'static>() -> Router<Arc<AppState<S>>> {
         .route("/ui/vulns", get(vulns::<S>))
         .route("/ui/vulns/triage", post(triage::<S>))
         .route("/ui/updates", get(updates::<S>))
+        .route("/ui/rollouts", post(create_rollout::<S>))
         .route("/ui/rollouts/{id}/{action}", post(rollout_action::<S>))
         .route("/ui/risk", get(risk::<S>))
         .route("/ui/incidents", get(incidents::<S>))
@@ -255,7 +341,11 @@ fn encode_params(ps: &[(&str, String)]) -> String {
         .join("&")
 }
 
-async fn fleet_risk<S: CaStore>(State(st): St<S>, h: HeaderMap) -> UiResult {
+async fn fleet_risk<S: CaStore>(
+    State(st): St<S>,
+    h: HeaderMap,
+    Query(fe): Query<FieldErr>,
+) -> UiResult {
     let s = signed_in!(st, h);
     let fleet = st
         .fleet
@@ -270,6 +360,7 @@ async fn fleet_risk<S: CaStore>(State(st): St<S>, h: HeaderMap) -> UiResult {
         "fleet-risk",
         "Fleet risk",
         html! {
+            (fe.summary())
             p { "Devices that at once run a KEV-listed or critical vulnerability, hold a certificate expiring within 90 days (or expired), and have not taken the release that fixes it. Most urgent first." }
             div.table-wrap {
                 table {
@@ -285,7 +376,19 @@ async fn fleet_risk<S: CaStore>(State(st): St<S>, h: HeaderMap) -> UiResult {
                                 td { (r.fix.version.to_string()) " (security version " (r.fix.security_version) ")" }
                                 td {
                                     @if let Some(id) = &r.fix.active_rollout { a href=(format!("/ui/updates#rollout-{id}")) { "rollout " (id) } }
-                                    @else { a href="/ui/updates" { "start a rollout" } }
+                                    @else if s.can(Role::Operator) {
+                                        @let form = form_key(&["rollout", &i.to_string()]);
+                                        form.inline id=(form) method="post" action="/ui/rollouts" {
+                                            (csrf(&s))
+                                            input type="hidden" name="model" value=(r.device.model.to_string());
+                                            input type="hidden" name="version" value=(r.fix.version.to_string());
+                                            input type="hidden" name="form" value=(form);
+                                            // Named for its release so that a row's button says what it starts.
+                                            button id=(field_id(&form, "version")) type="submit" aria-describedby=[fe.described_by(&form, "version")] { "Roll out " (r.fix.version.to_string()) }
+                                            (fe.beside(&form, "version"))
+                                        }
+                                    }
+                                    @else { "none" }
                                 }
                             }
                         }
@@ -432,7 +535,7 @@ fn cert_table(s: &UiSession, certs: &[medsec_ca::CertRecord]) -> Markup {
                             @if s.can(Role::Operator) {
                                 td {
                                     @if matches!(c.status, medsec_ca::CertStatus::Valid) {
-                                        (revoke_form(s, &c.serial.to_string()))
+                                        (revoke_form(s, &FieldErr::default(), &c.serial.to_string()))
                                     }
                                 }
                             }
@@ -481,7 +584,12 @@ pub struct PkiParams {
     after: Option<String>,
 }
 
-async fn pki<S: CaStore>(State(st): St<S>, h: HeaderMap, Query(p): Query<PkiParams>) -> UiResult {
+async fn pki<S: CaStore>(
+    State(st): St<S>,
+    h: HeaderMap,
+    Query(p): Query<PkiParams>,
+    Query(fe): Query<FieldErr>,
+) -> UiResult {
     let s = signed_in!(st, h);
     let fleet = st
         .fleet
@@ -539,6 +647,7 @@ async fn pki<S: CaStore>(State(st): St<S>, h: HeaderMap, Query(p): Query<PkiPara
         "PKI",
         html! {
             (notice(&d))
+            (fe.summary())
             h2 { "Certificate authorities" }
             table {
                 thead { tr { th scope="col" { "Name" } th scope="col" { "Role" } th scope="col" { "Key" } th scope="col" { "Not after" } th scope="col" { "CRL" } th scope="col" { "OCSP" } th scope="col" { "Status" } } }
@@ -551,10 +660,12 @@ async fn pki<S: CaStore>(State(st): St<S>, h: HeaderMap, Query(p): Query<PkiPara
             }
             @if s.can(Role::Operator) {
                 h2 { "Enrollment token" }
-                form.filters method="post" action="/ui/pki/tokens" {
+                form.filters #token method="post" action="/ui/pki/tokens" {
                     (csrf(&s))
-                    label { "Profile" select name="profile" { @for p in &profiles { option value=(p.name.to_string()) { (p.name.to_string()) } } } }
-                    label { "Device serial" input type="text" name="serial" required; }
+                    label { "Profile" select id=(field_id("token", "profile")) name="profile" aria-invalid=[fe.invalid_attr("token", "profile")] aria-describedby=[fe.described_by("token", "profile")] { @for p in &profiles { option value=(p.name.to_string()) { (p.name.to_string()) } } } }
+                    (fe.beside("token", "profile"))
+                    label { "Device serial" input id=(field_id("token", "serial")) type="text" name="serial" required aria-invalid=[fe.invalid_attr("token", "serial")] aria-describedby=[fe.described_by("token", "serial")]; }
+                    (fe.beside("token", "serial"))
                     button type="submit" { "Create one-time token" }
                 }
             }
@@ -578,7 +689,7 @@ async fn pki<S: CaStore>(State(st): St<S>, h: HeaderMap, Query(p): Query<PkiPara
                                 td { (ts(c.not_after)) }
                                 td { @if let Some(r) = &c.revoked_reason { span.bad { "revoked (" (r) ")" } } @else { (c.status.as_str()) } }
                                 @if s.can(Role::Operator) {
-                                    td { @if c.revoked_at.is_none() { (revoke_form(&s, &c.serial.to_string())) } }
+                                    td { @if c.revoked_at.is_none() { (revoke_form(&s, &fe, &c.serial.to_string())) } }
                                 }
                             }
                         }
@@ -593,14 +704,16 @@ async fn pki<S: CaStore>(State(st): St<S>, h: HeaderMap, Query(p): Query<PkiPara
     ))
 }
 
-fn revoke_form(s: &UiSession, serial: &str) -> Markup {
+fn revoke_form(s: &UiSession, fe: &FieldErr, serial: &str) -> Markup {
+    let form = form_key(&["revoke", serial]);
     html! {
-        form.inline method="post" action=(format!("/ui/pki/certs/{serial}/revoke")) {
+        form.inline id=(form) method="post" action=(format!("/ui/pki/certs/{serial}/revoke")) {
             (csrf(s))
-            label for=(format!("reason-{serial}")) { "Reason" }
-            select id=(format!("reason-{serial}")) name="reason" {
+            label for=(field_id(&form, "reason")) { "Reason" }
+            select id=(field_id(&form, "reason")) name="reason" aria-invalid=[fe.invalid_attr(&form, "reason")] aria-describedby=[fe.described_by(&form, "reason")] {
                 @for r in ["keyCompromise", "superseded", "cessationOfOperation", "affiliationChanged", "unspecified"] { option value=(r) { (r) } }
             }
+            (fe.beside(&form, "reason"))
             button.danger type="submit" { "Revoke" }
         }
     }
@@ -620,16 +733,26 @@ async fn revoke<S: CaStore>(
     Form(f): Form<RevokeForm>,
 ) -> UiResult {
     let s = acting_as!(st, h, &f.csrf, Role::Operator);
+    let form = form_key(&["revoke", &serial]);
     let serial: CertSerial = serial
         .parse()
         .map_err(|e: medsec_core::CoreError| UiError::bad(e.to_string()))?;
-    let reason: RevocationReason = f
-        .reason
-        .parse()
-        .map_err(|e: medsec_core::CoreError| UiError::bad(e.to_string()))?;
-    st.revoke(&serial, reason, None, &s.actor())
-        .await
-        .map_err(|e| UiError::bad(e.to_string()))?;
+    let reason = f.reason.parse::<RevocationReason>();
+    let outcome = match reason {
+        Ok(r) => st.revoke(&serial, r, None, &s.actor()).await.map(|_| r),
+        Err(e) => Err(e.into()),
+    };
+    let reason = match outcome {
+        Ok(r) => r,
+        Err(e) => {
+            // Back to the certificate's row: the search for its device lists it.
+            let keep: Vec<(&str, String)> = match st.ca.get_cert(&serial).await {
+                Ok(c) => vec![("q", c.device.serial.to_string())],
+                Err(_) => Vec::new(),
+            };
+            return Ok(invalid("/ui/pki", &keep, &form, "reason", e));
+        }
+    };
     Ok(back(
         "/ui/pki",
         &format!("certificate {serial} revoked ({reason})"),
@@ -650,14 +773,33 @@ async fn create_token<S: CaStore>(
     Form(f): Form<TokenForm>,
 ) -> UiResult {
     let s = acting_as!(st, h, &f.csrf, Role::Operator);
-    let profile = medsec_core::Name::parse(&f.profile).map_err(|e| UiError::bad(e.to_string()))?;
-    let serial = medsec_core::DeviceSerial::parse(f.serial.trim())
-        .map_err(|e| UiError::bad(e.to_string()))?;
-    let (secret, _) = st
+    let profile = match medsec_core::Name::parse(&f.profile) {
+        Ok(p) => p,
+        Err(e) => return Ok(invalid("/ui/pki", &[], "token", "profile", e)),
+    };
+    let serial = match medsec_core::DeviceSerial::parse(f.serial.trim()) {
+        Ok(p) => p,
+        Err(e) => {
+            return Ok(invalid(
+                "/ui/pki",
+                &[],
+                "token",
+                "serial",
+                format!("device serial: {e}"),
+            ));
+        }
+    };
+    let (secret, _) = match st
         .ca
         .create_enrollment_token(&profile, &serial, time::Duration::hours(24), &s.actor())
         .await
-        .map_err(|e| UiError::bad(e.to_string()))?;
+    {
+        Ok(t) => t,
+        Err(e @ medsec_ca::CaError::ProfileNotFound(_)) => {
+            return Ok(invalid("/ui/pki", &[], "token", "profile", e));
+        }
+        Err(e) => return Ok(invalid("/ui/pki", &[], "token", "serial", e)),
+    };
     Ok(page(
         &s,
         "pki",
@@ -688,6 +830,7 @@ async fn vulns<S: CaStore>(
     State(st): St<S>,
     h: HeaderMap,
     Query(p): Query<VulnParams>,
+    Query(fe): Query<FieldErr>,
 ) -> UiResult {
     let s = signed_in!(st, h);
     let inv = st.inventory.as_deref().ok_or_else(|| {
@@ -742,13 +885,43 @@ async fn vulns<S: CaStore>(
         _ => None,
     };
     let sev_rows: Vec<(String, u64)> = by_sev.into_iter().collect();
+    let trend = inv
+        .findings_trend(
+            model.as_ref(),
+            &medsec_inventory::weekly(OffsetDateTime::now_utc(), 12),
+        )
+        .await
+        .map_err(|e| UiError::internal("findings trend", &e))?;
+    let trend_cols: Vec<(String, u64)> = trend
+        .iter()
+        .map(|p| {
+            (
+                format!("{:02}-{:02}", u8::from(p.at.month()), p.at.day()),
+                p.open,
+            )
+        })
+        .collect();
+    let kev_cols: Vec<(String, u64)> = trend
+        .iter()
+        .map(|p| {
+            (
+                format!("{:02}-{:02}", u8::from(p.at.month()), p.at.day()),
+                p.kev,
+            )
+        })
+        .collect();
     Ok(page(
         &s,
         "vulns",
         "Vulnerabilities",
         html! {
             @if let Some(dn) = &p.done { p.notice role="status" { (dn) } }
+            (fe.summary())
             (raw(charts::bars("Open findings by severity", &sev_rows)))
+            div.charts {
+                (raw(charts::columns("Open findings over time (weekly, last 12 weeks)", &trend_cols)))
+                (raw(charts::columns("Of which in CISA KEV (weekly)", &kev_cols)))
+            }
             p { (views.len()) " open findings; " (views.iter().filter(|v| v.finding.kev).count()) " listed in CISA KEV." }
             form.filters method="get" action="/ui/vulns" {
                 label { "Model" input type="text" name="model" value=(p.model.clone().unwrap_or_default()); }
@@ -758,7 +931,9 @@ async fn vulns<S: CaStore>(
                 table {
                     thead { tr { th scope="col" { "Vulnerability" } th scope="col" { "Firmware" } th scope="col" { "Component" } th scope="col" { "CVSS" } th scope="col" { "KEV" } th scope="col" { "State" } @if s.can(Role::Operator) { th scope="col" { "Triage" } } } }
                     tbody {
-                        @for (i, v) in shown.iter().enumerate() {
+                        @for v in shown.iter() {
+                            // The component too: one vulnerability can be found in several.
+                            @let form = form_key(&["triage", v.finding.model.as_str(), v.finding.version.as_str(), &v.finding.vuln_id, &v.finding.component]);
                             tr {
                                 td { (v.finding.vuln_id) }
                                 td { (v.finding.model.to_string()) " " (v.finding.version.to_string()) }
@@ -768,22 +943,28 @@ async fn vulns<S: CaStore>(
                                 td { (v.state) }
                                 @if s.can(Role::Operator) {
                                     td {
-                                        form.inline method="post" action="/ui/vulns/triage" {
+                                        form.inline id=(form) method="post" action="/ui/vulns/triage" {
                                             (csrf(&s))
                                             input type="hidden" name="model" value=(v.finding.model.to_string());
                                             input type="hidden" name="version" value=(v.finding.version.to_string());
                                             input type="hidden" name="vuln" value=(v.finding.vuln_id);
-                                            label for=(format!("state-{i}")) { "State" }
-                                            select id=(format!("state-{i}")) name="state" {
+                                            input type="hidden" name="page" value=(pg);
+                                            input type="hidden" name="form" value=(form);
+                                            input type="hidden" name="filter_model" value=(p.model.clone().unwrap_or_default());
+                                            label for=(field_id(&form, "state")) { "State" }
+                                            select id=(field_id(&form, "state")) name="state" aria-invalid=[fe.invalid_attr(&form, "state")] aria-describedby=[fe.described_by(&form, "state")] {
                                                 @for st2 in ["not_affected", "affected", "fixed", "false_positive", "in_triage"] { option value=(st2) { (st2) } }
                                             }
-                                            label for=(format!("just-{i}")) { "Justification" }
-                                            select id=(format!("just-{i}")) name="justification" {
+                                            (fe.beside(&form, "state"))
+                                            label for=(field_id(&form, "justification")) { "Justification" }
+                                            select id=(field_id(&form, "justification")) name="justification" aria-invalid=[fe.invalid_attr(&form, "justification")] aria-describedby=[fe.described_by(&form, "justification")] {
                                                 option value="" { "-" }
                                                 @for j in medsec_vuln::Justification::ALL { option value=(j.as_str()) { (j.as_str()) } }
                                             }
-                                            label for=(format!("reason-{i}")) { "Reason" }
-                                            input id=(format!("reason-{i}")) type="text" name="reason" required;
+                                            (fe.beside(&form, "justification"))
+                                            label for=(field_id(&form, "reason")) { "Reason" }
+                                            input id=(field_id(&form, "reason")) type="text" name="reason" required aria-invalid=[fe.invalid_attr(&form, "reason")] aria-describedby=[fe.described_by(&form, "reason")];
+                                            (fe.beside(&form, "reason"))
                                             button type="submit" { "Record" }
                                         }
                                     }
@@ -829,6 +1010,14 @@ pub struct TriageForm {
     #[serde(default)]
     justification: String,
     reason: String,
+    /// The list page and filter the form was on, to come back to with an error.
+    #[serde(default)]
+    page: Option<usize>,
+    #[serde(default)]
+    filter_model: String,
+    /// The row's form id, to show an error beside its fields.
+    #[serde(default)]
+    form: String,
 }
 
 async fn triage<S: CaStore>(State(st): St<S>, h: HeaderMap, Form(f): Form<TriageForm>) -> UiResult {
@@ -840,33 +1029,59 @@ async fn triage<S: CaStore>(State(st): St<S>, h: HeaderMap, Form(f): Form<Triage
             "vulnerability management unavailable",
         )
     })?;
+    let form = if f.form.is_empty() {
+        form_key(&["triage", &f.model, &f.version, &f.vuln])
+    } else {
+        form_key(&[&f.form])
+    };
+    let mut keep: Vec<(&str, String)> = Vec::new();
+    if !f.filter_model.trim().is_empty() {
+        keep.push(("model", f.filter_model.trim().to_string()));
+    }
+    if let Some(pg) = f.page.filter(|p| *p > 0) {
+        keep.push(("page", pg.to_string()));
+    }
+    let bad = |field: &str, why: String| Ok(invalid("/ui/vulns", &keep, &form, field, why));
     let status = match (f.state.as_str(), f.justification.trim()) {
-        ("not_affected", j) if !j.is_empty() => VexStatus::NotAffected {
-            justification: j
-                .parse::<Justification>()
-                .map_err(|e| UiError::bad(e.to_string()))?,
+        ("not_affected", j) if !j.is_empty() => match j.parse::<Justification>() {
+            Ok(justification) => VexStatus::NotAffected { justification },
+            Err(e) => return bad("justification", e.to_string()),
         },
-        ("not_affected", _) => return Err(UiError::bad("not_affected needs a justification")),
+        ("not_affected", _) => {
+            return bad(
+                "justification",
+                "not_affected needs a justification: say why the product is not affected".into(),
+            );
+        }
         ("affected", _) => VexStatus::Affected,
         ("fixed", _) => VexStatus::Fixed,
         ("false_positive", _) => VexStatus::FalsePositive,
         ("in_triage", _) => VexStatus::InTriage,
-        (other, _) => return Err(UiError::bad(format!("unknown state {other:?}"))),
+        (other, _) => return bad("state", format!("unknown state {other:?}")),
     };
+    if f.reason.trim().is_empty() {
+        return bad(
+            "reason",
+            "a reason is required: it is published in the VEX statement".into(),
+        );
+    }
     let model = DeviceModel::parse(&f.model).map_err(|e| UiError::bad(e.to_string()))?;
     let version = FirmwareVersion::parse(&f.version).map_err(|e| UiError::bad(e.to_string()))?;
-    inv.triage(
-        &s.actor(),
-        &model,
-        &version,
-        &f.vuln,
-        None,
-        status,
-        &f.reason,
-        None,
-    )
-    .await
-    .map_err(|e| UiError::bad(e.to_string()))?;
+    if let Err(e) = inv
+        .triage(
+            &s.actor(),
+            &model,
+            &version,
+            &f.vuln,
+            None,
+            status,
+            &f.reason,
+            None,
+        )
+        .await
+    {
+        return bad("state", e.to_string());
+    }
     Ok(back(
         "/ui/vulns",
         &format!("{} recorded for {}", f.state, f.vuln),
@@ -936,6 +1151,61 @@ async fn updates<S: CaStore>(State(st): St<S>, h: HeaderMap, Query(d): Query<Don
             @if views.is_empty() { p { "No rollouts yet." } }
         },
     ))
+}
+
+#[derive(Deserialize)]
+pub struct NewRolloutForm {
+    #[serde(default)]
+    csrf: String,
+    model: String,
+    version: String,
+    /// The form it came from, to show an error beside it.
+    #[serde(default)]
+    form: String,
+}
+
+/// The fleet-risk view's one click: a staged rollout (5 %, 25 %, 100 % of the model's fleet,
+/// promoted and halted on device reports as the API's default plan) of the fixing release.
+async fn create_rollout<S: CaStore>(
+    State(st): St<S>,
+    h: HeaderMap,
+    Form(f): Form<NewRolloutForm>,
+) -> UiResult {
+    let s = acting_as!(st, h, &f.csrf, Role::Operator);
+    let dir = st.director.as_deref().ok_or_else(|| {
+        UiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "secure updates unavailable",
+        )
+    })?;
+    let form = form_key(&[if f.form.is_empty() {
+        "rollout"
+    } else {
+        &f.form
+    }]);
+    match dir
+        .create_rollout(
+            &s.actor(),
+            f.model.trim(),
+            f.version.trim(),
+            medsec_updates::RolloutPlan::default(),
+        )
+        .await
+    {
+        Ok(r) => Ok(Redirect::to(&format!(
+            "/ui/updates?{}#rollout-{}",
+            encode_params(&[(
+                "done",
+                format!(
+                    "rollout {} of {} {} started (stages 5/25/100 %)",
+                    r.id, f.model, f.version
+                )
+            )]),
+            r.id
+        ))
+        .into_response()),
+        Err(e) => Ok(invalid("/ui/fleet-risk", &[], &form, "version", e)),
+    }
 }
 
 async fn rollout_action<S: CaStore>(
@@ -1066,7 +1336,11 @@ async fn risk<S: CaStore>(State(st): St<S>, h: HeaderMap, Query(p): Query<ModelP
     ))
 }
 
-async fn incidents<S: CaStore>(State(st): St<S>, h: HeaderMap) -> UiResult {
+async fn incidents<S: CaStore>(
+    State(st): St<S>,
+    h: HeaderMap,
+    Query(p): Query<OffsetParam>,
+) -> UiResult {
     use medsec_postmarket::incident::IncidentStatus;
     let s = signed_in!(st, h);
     let pm = st.postmarket.as_deref().ok_or_else(|| {
@@ -1076,10 +1350,15 @@ async fn incidents<S: CaStore>(State(st): St<S>, h: HeaderMap) -> UiResult {
         )
     })?;
     let now = OffsetDateTime::now_utc();
-    let list = pm
-        .incidents(false, 500, 0)
+    const PER: u32 = 100;
+    let offset = p.offset.unwrap_or(0);
+    // One more than a page tells whether there is a next page.
+    let mut list = pm
+        .incidents(false, PER + 1, offset)
         .await
         .map_err(|e| UiError::internal("incidents", &e))?;
+    let more = list.len() > PER as usize;
+    list.truncate(PER as usize);
     let clocks = pm
         .clocks(now, time::Duration::days(7))
         .await
@@ -1106,6 +1385,11 @@ async fn incidents<S: CaStore>(State(st): St<S>, h: HeaderMap) -> UiResult {
                         ul { @for i in list.iter().filter(|i| i.status() == status) { li { strong { (i.id().to_string()) } " " (i.title()) " — " (i.model().to_string()) ", " (i.devices().count()) " device(s)" } } }
                     }
                 }
+            }
+            @if !list.is_empty() { p { "Incidents " (offset + 1) "–" (offset + list.len() as u64) ", newest first, " (PER) " per page." } }
+            nav.pager aria-label="Pages" {
+                @if offset > 0 { a href=(format!("/ui/incidents?offset={}", offset.saturating_sub(u64::from(PER)))) { "Previous page" } }
+                @if more { a href=(format!("/ui/incidents?offset={}", offset + u64::from(PER))) rel="next" { "Next page" } }
             }
         },
     ))
