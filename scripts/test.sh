@@ -14,6 +14,8 @@ command -v faketime >/dev/null || need+=(faketime)
 command -v pdftotext >/dev/null && command -v pdftoppm >/dev/null || need+=(poppler-utils)
 # The dashboard tests drive Debian's Chromium (never Playwright's own browser download).
 [ -x /usr/bin/chromium ] || need+=(chromium)
+# The PostgreSQL store's tests start a throwaway cluster with Debian's server programs.
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 if [ ${#need[@]} -gt 0 ]; then
     sudo=""
     [ "$(id -u)" -eq 0 ] || sudo="sudo"

@@ -5,6 +5,16 @@
 //! that has landed is never edited, only followed by a new one.
 
 mod migrate;
+mod pg;
+mod pg_ca;
+pub mod pg_cluster;
+mod pg_evidence;
+mod pg_fleet;
+mod pg_inventory;
+mod pg_postmarket;
+mod pg_risk;
+mod pg_updates;
+mod pg_users;
 mod sqlite;
 mod sqlite_evidence;
 mod sqlite_fleet;
@@ -17,6 +27,7 @@ mod sqlite_users;
 use async_trait::async_trait;
 pub use medsec_ca::StoreError;
 use medsec_core::AuditEntry;
+pub use pg::{PgSettings, PgStore};
 pub use sqlite::{SqliteStore, Synchronous};
 
 /// Reading the audit log back, for verification and display.

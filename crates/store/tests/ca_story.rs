@@ -1,5 +1,6 @@
 //! The CA storage story, written once against the `CaStore` + `AuditLog` traits and run on
-//! every back end (SQLite here; PostgreSQL joins when its store lands).
+//! every back end (SQLite and PostgreSQL), plus PostgreSQL's own test that two replicas racing
+//! on one database still issue each serial once and spend each enrollment token once.
 
 mod common;
 
@@ -8,7 +9,8 @@ use std::sync::Arc;
 use common::{csr, profile, ready};
 use medsec_ca::{CaStore, CertFilter, CertStatus};
 use medsec_core::{DeviceId, DeviceModel, DeviceSerial, KeyAlgorithm, Name, RevocationReason};
-use medsec_store::{AuditLog, SqliteStore, Synchronous, verify_audit};
+use medsec_store::pg_cluster::Cluster;
+use medsec_store::{AuditLog, PgStore, SqliteStore, Synchronous, verify_audit};
 use time::Duration;
 
 /// The whole lifecycle of one device's certificates.
@@ -385,4 +387,221 @@ async fn edited_migration_is_refused() {
         .await
         .unwrap_err();
     assert!(e.to_string().contains("never change"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_token_story() {
+    let dir = tempfile::tempdir().unwrap();
+    token_story(common::pg().await, dir.path()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_lifecycle_story() {
+    let dir = tempfile::tempdir().unwrap();
+    lifecycle_story(common::pg().await, dir.path()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_serial_story() {
+    let dir = tempfile::tempdir().unwrap();
+    serial_story(common::pg().await, dir.path()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_edited_migration_is_refused() {
+    let url = Cluster::fresh_database().unwrap();
+    let store = PgStore::connect(&url, &Default::default()).await.unwrap();
+    sqlx::query("UPDATE schema_migrations SET sha256 = 'x' WHERE version = 1")
+        .execute(store.pool())
+        .await
+        .unwrap();
+    store.pool().close().await;
+    drop(store);
+    let e = PgStore::connect(&url, &Default::default())
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("never change"), "{e}");
+}
+
+/// Two replicas (two `PgStore`s, two pools) on one database, each with 50 concurrent attempts:
+/// one enrollment token spent by 100 issuances yields exactly one certificate, and 100
+/// issuances of one serial yield exactly one row. Neither store's memory can help here; only
+/// the database's constraints and row locks can.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_replicas_spend_tokens_and_serials_once() {
+    use medsec_ca::{Issuance, new_serial};
+    use medsec_core::{AuditAction, AuditRecord};
+    use sha2::Digest;
+
+    let dir = tempfile::tempdir().unwrap();
+    let url = Cluster::fresh_database().unwrap();
+    let a = PgStore::connect(&url, &Default::default()).await.unwrap();
+    let b = PgStore::connect(&url, &Default::default()).await.unwrap();
+    let (ca, actor) = ready(a.clone(), dir.path()).await;
+    let pname = Name::parse("pump").unwrap();
+    let template = ca
+        .issue(
+            &pname,
+            &DeviceSerial::parse("TEMPLATE").unwrap(),
+            &csr(&rcgen::PKCS_ECDSA_P256_SHA256),
+            &actor,
+        )
+        .await
+        .unwrap()
+        .record;
+    let issuance = |serial, device: &DeviceId, token: Option<String>| Issuance {
+        cert: medsec_ca::CertRecord {
+            serial,
+            device: device.clone(),
+            ..template.clone()
+        },
+        supersede: None,
+        spend_token: token,
+        audit: vec![AuditRecord::new(
+            &actor,
+            AuditAction::CertIssued,
+            device.urn(),
+            serde_json::json!({}),
+        )],
+    };
+    async fn race(
+        stores: [&PgStore; 2],
+        items: Vec<Issuance>,
+    ) -> Vec<Result<(), medsec_store::StoreError>> {
+        let tasks: Vec<_> = items
+            .into_iter()
+            .enumerate()
+            .map(|(i, iss)| {
+                let store = stores[i % 2].clone();
+                tokio::spawn(async move { store.commit_issuance(&iss).await })
+            })
+            .collect();
+        let mut out = Vec::new();
+        for t in tasks {
+            out.push(t.await.unwrap());
+        }
+        out
+    }
+
+    // One token, 100 distinct serials for its device; once for a device the token registers,
+    // where the racers also queue on the new device row, and once for a device already known,
+    // where nothing but the token's own row orders them.
+    let cb = medsec_ca::Ca::new(b.clone(), common::keys(dir.path()));
+    for (device, known) in [("RACE-NEW", false), ("RACE-KNOWN", true)] {
+        let sn = DeviceSerial::parse(device).unwrap();
+        if known {
+            ca.issue(&pname, &sn, &csr(&rcgen::PKCS_ECDSA_P256_SHA256), &actor)
+                .await
+                .unwrap();
+        }
+        let (secret, tok) = ca
+            .create_enrollment_token(&pname, &sn, Duration::hours(1), &actor)
+            .await
+            .unwrap();
+        let hash = hex::encode(sha2::Sha256::digest(secret.as_bytes()));
+        let items = (0..100)
+            .map(|_| issuance(new_serial().unwrap(), &tok.device, Some(hash.clone())))
+            .collect();
+        let results = race([&a, &b], items).await;
+        assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1, "{device}");
+        for r in results.iter().filter_map(|r| r.as_ref().err()) {
+            assert!(
+                matches!(r, medsec_store::StoreError::Refused(m) if m.contains("enrollment token")),
+                "{r}"
+            );
+        }
+        let on_device = b
+            .list_certs(&CertFilter {
+                device: Some(tok.device.clone()),
+                ..CertFilter::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            on_device.len(),
+            1 + usize::from(known),
+            "{device}: one token, one certificate"
+        );
+        let spent = b.find_enrollment_token(&hash).await.unwrap().unwrap();
+        assert!(spent.used_at.is_some());
+        // The service agrees: the spent token is rejected through the other replica.
+        let e = cb
+            .enroll_with_token(
+                &pname,
+                &secret,
+                &csr(&rcgen::PKCS_ECDSA_P256_SHA256),
+                &actor,
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(e, medsec_ca::CaError::TokenRejected), "{e}");
+    }
+
+    // One serial, 100 devices.
+    let serial = new_serial().unwrap();
+    let items = (0..100)
+        .map(|i| {
+            let dev = DeviceId::new(
+                template.device.model.clone(),
+                DeviceSerial::parse(&format!("DUP-{i}")).unwrap(),
+            );
+            issuance(serial.clone(), &dev, None)
+        })
+        .collect();
+    let results = race([&a, &b], items).await;
+    assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1);
+    for r in results.iter().filter_map(|r| r.as_ref().err()) {
+        assert!(
+            matches!(r, medsec_store::StoreError::Conflict(m) if m.contains("serial")),
+            "{r}"
+        );
+    }
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM certs WHERE serial = $1")
+        .bind(serial.to_hex())
+        .fetch_one(a.pool())
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
+    // The losers left nothing behind, not even the devices they would have registered.
+    let devices: i64 = sqlx::query_scalar("SELECT count(*) FROM devices WHERE serial LIKE 'DUP-%'")
+        .fetch_one(a.pool())
+        .await
+        .unwrap();
+    assert_eq!(devices, 1);
+
+    // Retiring a device on one replica while the other issues for it: whichever order the
+    // database picks, a retired device keeps no unrevoked certificate.
+    let dev = DeviceId::new(
+        template.device.model.clone(),
+        DeviceSerial::parse("RETIRING").unwrap(),
+    );
+    a.commit_issuance(&issuance(new_serial().unwrap(), &dev, None))
+        .await
+        .unwrap();
+    let items: Vec<Issuance> = (0..40)
+        .map(|_| issuance(new_serial().unwrap(), &dev, None))
+        .collect();
+    let issuing = tokio::spawn(async move { race([&a, &b], items).await });
+    let retired = cb.retire(&dev, &actor).await.unwrap();
+    let results = issuing.await.unwrap();
+    for r in results.iter().filter_map(|r| r.as_ref().err()) {
+        assert!(
+            matches!(r, medsec_store::StoreError::Refused(m) if m.contains("retired")),
+            "{r}"
+        );
+    }
+    let left = cb
+        .list_certs(&CertFilter {
+            device: Some(dev.clone()),
+            revoked: Some(false),
+            ..CertFilter::default()
+        })
+        .await
+        .unwrap();
+    assert!(left.is_empty(), "{} unrevoked after retirement", left.len());
+    assert_eq!(
+        retired.len(),
+        1 + results.iter().filter(|r| r.is_ok()).count()
+    );
+    assert!(verify_audit(cb.store()).await.unwrap().is_ok());
 }

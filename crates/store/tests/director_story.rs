@@ -10,9 +10,9 @@ use common::{csr, keys, ready};
 use medsec_ca::CaStore;
 use medsec_core::{DeviceId, DeviceModel, DeviceSerial, KeyAlgorithm, Name};
 use medsec_keys::KeySource;
-use medsec_store::{AuditLog, SqliteStore, Synchronous, verify_audit};
+use medsec_store::{AuditLog, PgStore, SqliteStore, Synchronous, verify_audit};
 use medsec_updates::{
-    Cohort, Director, ReleaseRecord, RolloutPlan, RolloutState, UpdateStatus, UpdateStore,
+    Cohort, Director, ReleaseRecord, Rollout, RolloutPlan, RolloutState, UpdateStatus, UpdateStore,
     UpdatesError, verify_instruction,
 };
 
@@ -248,4 +248,169 @@ async fn sqlite_director_story() {
         .await
         .unwrap();
     director_story(store, dir.path()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_director_story() {
+    let dir = tempfile::tempdir().unwrap();
+    director_story(common::pg().await, dir.path()).await;
+}
+
+/// Two replicas (two pools) on one database.
+async fn replicas() -> (PgStore, PgStore) {
+    let url = medsec_store::pg_cluster::Cluster::fresh_database().unwrap();
+    let a = PgStore::connect(&url, &Default::default()).await.unwrap();
+    let b = PgStore::connect(&url, &Default::default()).await.unwrap();
+    (a, b)
+}
+
+async fn rollout_changes(store: &PgStore) -> usize {
+    store
+        .audit_page(0, 10_000)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|e| e.action == "rollout.changed")
+        .count()
+}
+
+fn audit(what: &str) -> medsec_core::AuditRecord {
+    medsec_core::AuditRecord::new(
+        &medsec_core::Actor::parse("test:race").unwrap(),
+        medsec_core::AuditAction::RolloutChanged,
+        "ro-race",
+        serde_json::json!({ "to": what }),
+    )
+}
+
+/// Rollout transitions decided by racing replicas from the same read: one kind wins, is
+/// applied and audited once, and the decisions taken on the stale read are refused instead of
+/// undoing it. An abort from many replicas lands once. Instruction counters never repeat.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_rollout_transitions_race_across_replicas() {
+    let (a, b) = replicas().await;
+    let actor = medsec_core::Actor::parse("test:race").unwrap();
+    let rel = ReleaseRecord {
+        model: "pump-x2".into(),
+        version: "2.1".into(),
+        target: "pump-x2/pump-x2-2.1.bin".into(),
+        length: 1234,
+        sha256: "ab".repeat(32),
+        security_version: 3,
+        hardware_id: "pump-x2".into(),
+        published_at: 1_700_000_000,
+    };
+    a.put_release(
+        &rel,
+        &medsec_core::AuditRecord::new(
+            &actor,
+            medsec_core::AuditAction::ReleasePublished,
+            "pump-x2@2.1",
+            serde_json::json!({}),
+        ),
+    )
+    .await
+    .unwrap();
+    let r0 = Rollout {
+        id: "ro-race".into(),
+        model: rel.model.clone(),
+        target: rel.target.clone(),
+        length: rel.length,
+        sha256: rel.sha256.clone(),
+        security_version: rel.security_version,
+        cohort: Cohort::Percent(100),
+        stages: vec![10, 50, 100],
+        current_stage: 0,
+        state: RolloutState::Active,
+        promote_success_rate: 0.95,
+        halt_failure_rate: 0.1,
+        min_reports: 3,
+        created_at: 1_700_000_100,
+    };
+    a.insert_rollout(&r0, &audit("created")).await.unwrap();
+    let stores = [a.clone(), b.clone()];
+
+    // Every replica read the rollout at stage 0; half decide a promotion, half a pause.
+    let read = [
+        a.get_rollout("ro-race").await.unwrap().unwrap(),
+        b.get_rollout("ro-race").await.unwrap().unwrap(),
+    ];
+    let mut tasks = Vec::new();
+    for i in 0..50 {
+        let store = stores[i % 2].clone();
+        let mut r = read[i % 2].clone();
+        // Both kinds from both replicas: i = 0, 1 promote; 2, 3 pause; ...
+        let promote = i % 4 < 2;
+        if promote {
+            r.current_stage += 1;
+        } else {
+            r.control(RolloutState::Paused).unwrap();
+        }
+        tasks.push(tokio::spawn(async move {
+            (promote, store.update_rollout(&r, &audit("race")).await)
+        }));
+    }
+    let (mut promoted, mut paused) = (0, 0);
+    for t in tasks {
+        match t.await.unwrap() {
+            (true, Ok(())) => promoted += 1,
+            (false, Ok(())) => paused += 1,
+            (_, Err(medsec_core::StoreError::Refused(_))) => {}
+            (_, Err(e)) => panic!("unexpected: {e:?}"),
+        }
+    }
+    let promotes = (0..50).filter(|i| i % 4 < 2).count();
+    let now = b.get_rollout("ro-race").await.unwrap().unwrap();
+    // The winning decision is done (once, see the audit below) for everyone who took it; every
+    // decision of the other kind was taken on a stale read and is refused.
+    match (now.state, now.current_stage) {
+        (RolloutState::Active, 1) => assert_eq!((promoted, paused), (promotes, 0)),
+        (RolloutState::Paused, 0) => assert_eq!((promoted, paused), (0, 50 - promotes)),
+        other => panic!("a mix of two decisions was stored: {other:?}"),
+    }
+    assert_eq!(rollout_changes(&a).await, 2, "created + one transition");
+
+    // Abort from every replica at once: one lands, the rest find it final.
+    let mut tasks = Vec::new();
+    for i in 0..50 {
+        let store = stores[i % 2].clone();
+        let mut r = now.clone();
+        r.control(RolloutState::Aborted).unwrap();
+        tasks.push(tokio::spawn(async move {
+            store.update_rollout(&r, &audit("aborted")).await
+        }));
+    }
+    let mut ok = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(()) => ok += 1,
+            Err(medsec_core::StoreError::Refused(_)) => {}
+            Err(e) => panic!("unexpected: {e:?}"),
+        }
+    }
+    assert_eq!(ok, 1);
+    assert_eq!(rollout_changes(&b).await, 3);
+    let done = a.get_rollout("ro-race").await.unwrap().unwrap();
+    assert_eq!(done.state, RolloutState::Aborted);
+    assert_eq!(done.current_stage, now.current_stage);
+
+    // Counters handed out by both replicas at once never repeat.
+    let dev = DeviceId::new(
+        DeviceModel::parse("pump-x2").unwrap(),
+        DeviceSerial::parse("SN-1").unwrap(),
+    );
+    let mut tasks = Vec::new();
+    for i in 0..100 {
+        let (store, dev) = (stores[i % 2].clone(), dev.clone());
+        tasks.push(tokio::spawn(async move {
+            store.next_counter(&dev).await.unwrap()
+        }));
+    }
+    let mut got = Vec::new();
+    for t in tasks {
+        got.push(t.await.unwrap());
+    }
+    got.sort_unstable();
+    assert_eq!(got, (1..=100).collect::<Vec<u64>>());
+    assert!(verify_audit(&a).await.unwrap().is_ok());
 }

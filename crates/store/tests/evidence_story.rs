@@ -3,6 +3,8 @@
 //! files returned byte for byte, a second import of the same file refused, a file that is not
 //! evidence refused before anything is stored, and the audit chain intact.
 
+mod common;
+
 use std::path::Path;
 
 use medsec_core::{Actor, AuditAction, DeviceModel, FirmwareVersion, StoreError};
@@ -10,7 +12,7 @@ use medsec_docs::DocsError;
 use medsec_docs::evidence::{
     EvidenceKind, EvidenceStore, NewEvidence, TestCategory, parse, sha256_hex,
 };
-use medsec_store::{AuditLog, SqliteStore, Synchronous, verify_audit};
+use medsec_store::{AuditLog, PgStore, SqliteStore, Synchronous, verify_audit};
 use time::OffsetDateTime;
 
 fn fixture(name: &str) -> Vec<u8> {
@@ -222,4 +224,94 @@ async fn sqlite_evidence_story() {
         store.list_evidence(&model, &version).await.unwrap().len(),
         4
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_evidence_story() {
+    let url = medsec_store::pg_cluster::Cluster::fresh_database().unwrap();
+    let store = PgStore::connect(&url, &Default::default()).await.unwrap();
+    evidence_story(store.clone()).await;
+    // Evidence is kept as imported: the database refuses to change it.
+    assert!(
+        sqlx::query("UPDATE evidence SET category = 'other'")
+            .execute(store.pool())
+            .await
+            .is_err()
+    );
+    assert!(
+        sqlx::query("UPDATE evidence_files SET bytes = '\\x00'::bytea")
+            .execute(store.pool())
+            .await
+            .is_err()
+    );
+    // And another replica (a new pool) sees it.
+    drop(store);
+    let store = PgStore::connect(&url, &Default::default()).await.unwrap();
+    let model = DeviceModel::parse("infusion-pump-x2").unwrap();
+    let version = FirmwareVersion::parse("2.4.1").unwrap();
+    assert_eq!(
+        store.list_evidence(&model, &version).await.unwrap().len(),
+        4
+    );
+}
+
+/// The same file imported by two replicas at once is stored once; every other import is
+/// refused naming the stored record, and only the stored one is audited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_evidence_import_races_across_replicas() {
+    let url = medsec_store::pg_cluster::Cluster::fresh_database().unwrap();
+    let a = PgStore::connect(&url, &Default::default()).await.unwrap();
+    let b = PgStore::connect(&url, &Default::default()).await.unwrap();
+    let model = DeviceModel::parse("infusion-pump-x2").unwrap();
+    let version = FirmwareVersion::parse("2.4.1").unwrap();
+    let e = NewEvidence::new(
+        model.clone(),
+        version.clone(),
+        TestCategory::Fuzzing,
+        "junit-ctest-fuzzing-one-failure.xml",
+        fixture("junit-ctest-fuzzing-one-failure.xml"),
+        None,
+        Actor::parse("user:test-engineer").unwrap(),
+        OffsetDateTime::from_unix_timestamp(1_715_680_000).unwrap(),
+    )
+    .unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..50usize {
+        let store = if i.is_multiple_of(2) {
+            a.clone()
+        } else {
+            b.clone()
+        };
+        let e = e.clone();
+        tasks.push(tokio::spawn(async move {
+            store.add_evidence(&e, &e.audit_record()).await
+        }));
+    }
+    let mut ids = Vec::new();
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(id) => ids.push(id),
+            Err(StoreError::Conflict(m)) => {
+                assert!(m.contains("junit-ctest-fuzzing-one-failure.xml"), "{m}")
+            }
+            Err(err) => panic!("unexpected: {err:?}"),
+        }
+    }
+    assert_eq!(ids.len(), 1);
+    let listed = b.list_evidence(&model, &version).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].id, ids[0]);
+    assert_eq!(
+        a.evidence_file(ids[0]).await.unwrap().as_deref(),
+        Some(e.bytes.as_slice())
+    );
+    let imported = a
+        .audit_page(0, 10_000)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|x| x.action == AuditAction::EvidenceImported.as_str())
+        .count();
+    assert_eq!(imported, 1);
+    assert!(verify_audit(&b).await.unwrap().is_ok());
 }

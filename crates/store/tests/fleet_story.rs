@@ -1,8 +1,10 @@
-//! The fleet read model on a file-backed SQLite store, seeded through the real services: the
-//! CA issues, renews, revokes and retires; the inventory imports SBOMs, advisories and KEV,
-//! matches and triages; the director records releases and rollouts. Then the dashboard's
-//! queries: filters, keyset pagination (every device exactly once), the summary's counts, the
-//! PKI page, and the fleet-risk rows with their reasons and rollout link.
+//! The fleet read model on every back end (a file-backed SQLite store, a PostgreSQL database),
+//! seeded through the real services: the CA issues, renews, revokes and retires; the inventory
+//! imports SBOMs, advisories and KEV, matches and triages; the director records releases and
+//! rollouts. Then the dashboard's queries: filters, keyset pagination (every device exactly
+//! once), the summary's counts, the PKI page, and the fleet-risk rows with their reasons and
+//! rollout link. Last, the trigger-kept summary table is checked against a recomputation by the
+//! migration's own backfill, and on PostgreSQL against replicas changing one device at once.
 
 mod common;
 
@@ -11,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use common::{csr, keys, ready};
-use medsec_ca::Profile;
+use medsec_ca::{CaStore, Profile};
 use medsec_core::{
     Actor, CertSerial, DeviceId, DeviceModel, DeviceSerial, FirmwareVersion, KeyAlgorithm, Name,
     RevocationReason,
@@ -20,10 +22,10 @@ use medsec_fleet::{
     CertQuery, CertStatus, Cursor, FleetError, FleetQuery, FleetRow, FleetStore, Page, RiskReason,
     RiskTier,
 };
-use medsec_inventory::{Inventory, SupportLevel, VexScope};
+use medsec_inventory::{Inventory, InventoryStore, SupportLevel, VexScope};
 use medsec_keys::KeySource;
-use medsec_store::{SqliteStore, Synchronous, verify_audit};
-use medsec_updates::{Director, ReleaseRecord, RolloutPlan, RolloutState};
+use medsec_store::{AuditLog, PgSettings, PgStore, SqliteStore, Synchronous, verify_audit};
+use medsec_updates::{Director, ReleaseRecord, RolloutPlan, RolloutState, UpdateStore};
 use medsec_vuln::{Justification, VexStatus};
 use time::{Duration, OffsetDateTime};
 
@@ -85,7 +87,7 @@ fn profile(n: &str, model: &str, days: u32) -> Profile {
 fn no_progress(_: usize, _: usize) {}
 
 /// Every page of a fleet query, following `next` until it runs out.
-async fn all_pages(store: &SqliteStore, q: &FleetQuery, now: OffsetDateTime) -> Vec<FleetRow> {
+async fn all_pages<S: FleetStore>(store: &S, q: &FleetQuery, now: OffsetDateTime) -> Vec<FleetRow> {
     let mut q = q.clone();
     let mut out = Vec::new();
     let mut pages = 0;
@@ -113,13 +115,11 @@ fn serials(rows: &[FleetRow]) -> Vec<String> {
     rows.iter().map(|r| r.device.serial.to_string()).collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fleet_story() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(&dir.path().join("medsec.db"), Synchronous::Full)
-        .await
-        .unwrap();
-    let (ca, actor) = ready(store.clone(), dir.path()).await;
+async fn fleet_story<S>(store: S, dir: &Path)
+where
+    S: CaStore + InventoryStore + UpdateStore + FleetStore + AuditLog + Clone + 'static,
+{
+    let (ca, actor) = ready(store.clone(), dir).await;
     let pump = DeviceModel::parse("pump-x2").unwrap();
     let monitor = DeviceModel::parse("monitor-m1").unwrap();
     for p in [
@@ -265,7 +265,7 @@ async fn fleet_story() {
 
     // Releases and rollouts, through the director.
     let key: Arc<dyn medsec_keys::Signer> = Arc::from(
-        keys(&dir.path().join("director"))
+        keys(&dir.join("director"))
             .generate("director", KeyAlgorithm::EcdsaP256)
             .unwrap(),
     );
@@ -822,41 +822,226 @@ async fn fleet_story() {
     let order: Vec<&str> = risk.iter().map(|r| r.device.serial.as_str()).collect();
     assert_eq!(order, ["SN-11", "MON-2"]);
 
-    // The per-device summary table followed every write above: recomputing it from scratch
-    // with the migration's own backfill (what an upgraded database gets) changes nothing.
     // The audit chain is intact.
     assert!(verify_audit(&store).await.unwrap().is_ok());
-    type Summary = (
-        String,
-        String,
-        i64,
-        Option<String>,
-        Option<String>,
-        Option<i64>,
-        Option<i64>,
-    );
-    let read = || async {
-        sqlx::query_as::<_, Summary>(
-            "SELECT model, serial, retired, version, cert_serial, not_after, revoked
-             FROM fleet_devices ORDER BY model, serial",
-        )
-        .fetch_all(store.pool())
-        .await
+}
+
+/// `fleet_devices` as a back end reads it, in key order.
+type Summary = (
+    String,
+    String,
+    i64,
+    Option<String>,
+    Option<String>,
+    Option<i64>,
+    Option<i64>,
+);
+
+const SUMMARY: &str = "SELECT model, serial, retired, version, cert_serial, not_after, revoked
+     FROM fleet_devices ORDER BY model, serial";
+
+/// What follows "-- Databases that already hold devices." in a fleet migration: the backfill
+/// an upgraded database gets.
+fn backfill(migration: &'static str) -> &'static str {
+    migration
+        .split("-- Databases that already hold devices.")
+        .nth(1)
         .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_fleet_story() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("medsec.db"), Synchronous::Full)
+        .await
+        .unwrap();
+    fleet_story(store.clone(), dir.path()).await;
+
+    // The per-device summary table followed every write above: recomputing it from scratch
+    // with the migration's own backfill (what an upgraded database gets) changes nothing.
+    let read = || async {
+        sqlx::query_as::<_, Summary>(SUMMARY)
+            .fetch_all(store.pool())
+            .await
+            .unwrap()
     };
     let maintained = read().await;
     assert_eq!(maintained.len(), 14);
-    let backfill = include_str!("../migrations/sqlite/0010_fleet.sql")
-        .split("-- Databases that already hold devices.")
-        .nth(1)
-        .unwrap();
     sqlx::raw_sql("DELETE FROM fleet_devices")
         .execute(store.pool())
         .await
         .unwrap();
-    sqlx::raw_sql(sqlx::AssertSqlSafe(backfill))
-        .execute(store.pool())
+    sqlx::raw_sql(sqlx::AssertSqlSafe(backfill(include_str!(
+        "../migrations/sqlite/0010_fleet.sql"
+    ))))
+    .execute(store.pool())
+    .await
+    .unwrap();
+    assert_eq!(read().await, maintained);
+}
+
+/// The summary table of a PostgreSQL store, checked against the migration's backfill.
+async fn pg_summary_matches_backfill(store: &PgStore) -> Vec<Summary> {
+    let read = || async {
+        sqlx::query_as::<_, Summary>(SUMMARY)
+            .fetch_all(store.pool())
+            .await
+            .unwrap()
+    };
+    let maintained = read().await;
+    // In one transaction that is rolled back: the table is left as the triggers keep it.
+    let mut tx = store.pool().begin().await.unwrap();
+    sqlx::raw_sql("DELETE FROM fleet_devices")
+        .execute(&mut *tx)
         .await
         .unwrap();
-    assert_eq!(read().await, maintained);
+    sqlx::raw_sql(sqlx::AssertSqlSafe(backfill(include_str!(
+        "../migrations/postgres/0010_fleet.sql"
+    ))))
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    let recomputed = sqlx::query_as::<_, Summary>(SUMMARY)
+        .fetch_all(&mut *tx)
+        .await
+        .unwrap();
+    tx.rollback().await.unwrap();
+    assert_eq!(recomputed, maintained);
+    maintained
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_fleet_story() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = common::pg().await;
+    fleet_story(store.clone(), dir.path()).await;
+    // The per-device summary table followed every write above.
+    assert_eq!(pg_summary_matches_backfill(&store).await.len(), 14);
+}
+
+/// Two replicas change the same devices' certificates at once: replica A renews each device's
+/// certificate over and over while replica B issues it further certificates, revokes them,
+/// and retires one device. Some of these are refused (a renewal of a certificate B revoked
+/// meanwhile, an issuance to a retired device); none may fail otherwise (no deadlock between
+/// the summary triggers and the CA's locks), and the summary rows must come out exactly as a
+/// recomputation from the base tables says.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pg_fleet_replicas_race() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = medsec_store::pg_cluster::Cluster::fresh_database().unwrap();
+    let a = PgStore::connect(&url, &PgSettings::default())
+        .await
+        .unwrap();
+    let b = PgStore::connect(&url, &PgSettings::default())
+        .await
+        .unwrap();
+    let (ca_a, actor) = ready(a.clone(), dir.path()).await;
+    let ca_a = Arc::new(ca_a);
+    let ca_b = Arc::new(medsec_ca::Ca::new(b.clone(), keys(dir.path())));
+    let pump = DeviceModel::parse("pump-x2").unwrap();
+    let serials: Vec<String> = (0..4).map(|i| format!("RACE-{i}")).collect();
+    let mut first = Vec::new();
+    for sn in &serials {
+        let c = ca_a
+            .issue(
+                &name("pump"),
+                &DeviceSerial::parse(sn).unwrap(),
+                &csr(&rcgen::PKCS_ECDSA_P256_SHA256),
+                &actor,
+            )
+            .await
+            .unwrap();
+        first.push(c.record.serial);
+    }
+    // Only refusals the CA explains are expected; a store failure (deadlock included) is not.
+    let expected = |e: &medsec_ca::CaError| {
+        matches!(
+            e,
+            medsec_ca::CaError::CertRevoked { .. } | medsec_ca::CaError::DeviceRetired(_)
+        )
+    };
+    let renewed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let issued = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut handles = Vec::new();
+    for (i, sn) in serials.iter().enumerate() {
+        let (ca_a, actor_a, renewed) = (ca_a.clone(), actor.clone(), renewed.clone());
+        let mut current = first[i].clone();
+        handles.push(tokio::spawn(async move {
+            for _ in 0..4 {
+                match ca_a.renew(&current, &actor_a).await {
+                    Ok(c) => {
+                        current = c.record.serial;
+                        renewed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    Err(e) if expected(&e) => {}
+                    Err(e) => panic!("renewal: {e:?}"),
+                }
+            }
+        }));
+        let sn = DeviceSerial::parse(sn).unwrap();
+        let first = first[i].clone();
+        let device = DeviceId::new(pump.clone(), sn.clone());
+        let (ca_b, actor, issued) = (ca_b.clone(), actor.clone(), issued.clone());
+        handles.push(tokio::spawn(async move {
+            for k in 0..3 {
+                match ca_b
+                    .issue(
+                        &name("pump"),
+                        &sn,
+                        &csr(&rcgen::PKCS_ECDSA_P256_SHA256),
+                        &actor,
+                    )
+                    .await
+                {
+                    Ok(c) if k == 1 => {
+                        issued.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        ca_b.revoke(
+                            &c.record.serial,
+                            RevocationReason::KeyCompromise,
+                            None,
+                            &actor,
+                        )
+                        .await
+                        .map(|_| ())
+                        .or_else(|e| if expected(&e) { Ok(()) } else { Err(e) })
+                        .unwrap()
+                    }
+                    Ok(_) => {
+                        issued.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    Err(e) if expected(&e) => {}
+                    Err(e) => panic!("issuance: {e:?}"),
+                }
+                if k == 0 {
+                    match ca_b
+                        .revoke(&first, RevocationReason::Superseded, None, &actor)
+                        .await
+                    {
+                        Ok(_) => {}
+                        Err(e) if expected(&e) => {}
+                        Err(e) => panic!("revocation: {e:?}"),
+                    }
+                }
+                if i == 3 && k == 1 {
+                    ca_b.retire(&device, &actor).await.unwrap();
+                }
+            }
+        }));
+    }
+    for h in handles {
+        h.await.unwrap();
+    }
+    let (renewed, issued) = (
+        renewed.load(std::sync::atomic::Ordering::Relaxed),
+        issued.load(std::sync::atomic::Ordering::Relaxed),
+    );
+    eprintln!("{renewed} renewals and {issued} issuances landed");
+    assert!(
+        renewed > 0 && issued > 0,
+        "both replicas changed certificates"
+    );
+    let rows = pg_summary_matches_backfill(&a).await;
+    assert_eq!(rows.len(), 4);
+    assert_eq!(rows.iter().filter(|r| r.2 == 1).count(), 1, "one retired");
+    assert!(verify_audit(&b).await.unwrap().is_ok());
 }

@@ -13,7 +13,7 @@ use medsec_core::{Actor, DeviceId, DeviceModel, DeviceSerial, FirmwareVersion, N
 use medsec_inventory::{
     Inventory, InventoryError, InventoryStore, MatchedBy, RiskLevel, SupportLevel, VexScope,
 };
-use medsec_store::{AuditLog, SqliteStore, Synchronous, verify_audit};
+use medsec_store::{AuditLog, PgStore, SqliteStore, Synchronous, verify_audit};
 use medsec_vuln::{Justification, VexStatus};
 
 fn data(name: &str) -> PathBuf {
@@ -437,4 +437,141 @@ async fn sqlite_inventory_story() {
         .await
         .unwrap();
     inventory_story(store, dir.path()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_inventory_story() {
+    let dir = tempfile::tempdir().unwrap();
+    inventory_story(common::pg().await, dir.path()).await;
+}
+
+/// Two replicas (two pools) on one database.
+async fn replicas() -> (PgStore, PgStore) {
+    let url = medsec_store::pg_cluster::Cluster::fresh_database().unwrap();
+    let a = PgStore::connect(&url, &Default::default()).await.unwrap();
+    let b = PgStore::connect(&url, &Default::default()).await.unwrap();
+    (a, b)
+}
+
+fn digest(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+async fn count_audit(store: &PgStore, action: &str) -> usize {
+    store
+        .audit_page(0, 10_000)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|e| e.action == action)
+        .count()
+}
+
+/// A firmware version's SBOM is imported once when replicas race to import one (whole, never
+/// a mix of two files), and readers racing replacements always see one whole SBOM.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_sbom_import_races_across_replicas() {
+    let (a, b) = replicas().await;
+    let actor = Actor::parse("test:race").unwrap();
+    let model = DeviceModel::parse("pump-x2").unwrap();
+    let files = [read("pump-2.0.cdx.json"), read("pump-2.1.cdx.json")];
+    let parsed = [
+        medsec_sbom::parse(&files[0]).unwrap(),
+        medsec_sbom::parse(&files[1]).unwrap(),
+    ];
+    assert_ne!(parsed[0], parsed[1]);
+    let invs = [
+        std::sync::Arc::new(Inventory::new(std::sync::Arc::new(a.clone()))),
+        std::sync::Arc::new(Inventory::new(std::sync::Arc::new(b.clone()))),
+    ];
+
+    // 2 x 25 first imports of one version, half of each file: exactly one lands.
+    let mut tasks = Vec::new();
+    for i in 0..50 {
+        let (inv, actor, model, file) = (
+            invs[i % 2].clone(),
+            actor.clone(),
+            model.clone(),
+            files[(i / 2) % 2].clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            inv.import_sbom(&actor, &model, &fw("3.0"), &file, None, false)
+                .await
+        }));
+    }
+    let mut won = Vec::new();
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(rec) => won.push(rec),
+            Err(InventoryError::Store(StoreError::Conflict(_))) => {}
+            Err(e) => panic!("unexpected: {e:?}"),
+        }
+    }
+    assert_eq!(won.len(), 1, "exactly one import of the SBOM");
+    let stored = b.get_sbom(&model, &fw("3.0")).await.unwrap().unwrap();
+    assert_eq!(stored.sha256, won[0].sha256);
+    assert_eq!(stored.sbom, won[0].sbom, "the winner's SBOM, whole");
+    assert_eq!(count_audit(&a, "sbom.imported").await, 1);
+
+    // Replacements racing each other and readers: each read is one whole SBOM, matching its
+    // own digest, and every replacement is applied (serialised, none lost).
+    let mut writers = Vec::new();
+    for i in 0..20 {
+        let (inv, actor, model, file) = (
+            invs[i % 2].clone(),
+            actor.clone(),
+            model.clone(),
+            files[(i / 2) % 2].clone(),
+        );
+        writers.push(tokio::spawn(async move {
+            inv.import_sbom(&actor, &model, &fw("3.0"), &file, None, true)
+                .await
+                .map(|r| r.sha256)
+        }));
+    }
+    let mut readers = Vec::new();
+    for i in 0..4usize {
+        let store = if i.is_multiple_of(2) {
+            a.clone()
+        } else {
+            b.clone()
+        };
+        let (model, parsed) = (model.clone(), parsed.clone());
+        readers.push(tokio::spawn(async move {
+            let mut seen = Vec::new();
+            for _ in 0..25 {
+                let r = store.get_sbom(&model, &fw("3.0")).await.unwrap().unwrap();
+                let which = parsed
+                    .iter()
+                    .position(|p| *p == r.sbom)
+                    .expect("a read is one whole SBOM, never a mix");
+                seen.push((which, r.sha256));
+            }
+            seen
+        }));
+    }
+    let mut digests = std::collections::BTreeSet::new();
+    for w in writers {
+        digests.insert(w.await.unwrap().unwrap());
+    }
+    assert_eq!(digests.len(), 2);
+    for r in readers {
+        for (which, sha) in r.await.unwrap() {
+            // The header read with the components belongs to the same file.
+            assert_eq!(sha, digest(&files[which]));
+        }
+    }
+    assert_eq!(count_audit(&b, "sbom.imported").await, 21);
+    // The stored SBOM is the one the audit chain says was imported last.
+    let log = a.audit_page(0, 10_000).await.unwrap();
+    let last = log
+        .iter()
+        .rev()
+        .find(|e| e.action == "sbom.imported")
+        .unwrap();
+    let details: serde_json::Value = serde_json::from_str(&last.details).unwrap();
+    let now = b.get_sbom(&model, &fw("3.0")).await.unwrap().unwrap();
+    assert_eq!(details["sha256"].as_str(), Some(now.sha256.as_str()));
+    assert!(verify_audit(&a).await.unwrap().is_ok());
 }

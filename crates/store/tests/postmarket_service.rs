@@ -3,6 +3,8 @@
 //! twice, newly KEV-listed exposures open one incident per model, rules changes are validated,
 //! regulatory clocks list what is overdue, and CVD reports link to incidents.
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
@@ -333,4 +335,9 @@ async fn sqlite_postmarket_service() {
         .await
         .unwrap();
     story(store).await;
+}
+
+#[tokio::test]
+async fn pg_postmarket_service() {
+    story(common::pg().await).await;
 }

@@ -2,7 +2,10 @@
 //! per device and event id (a replay adds nothing), queried and purged behind a retention
 //! horizon that only moves forward; rules, incidents, CVD reports and advisories with their
 //! version checks; concurrent appends that each get back exactly their own stored events; and
-//! an intact audit chain. On SQLite, the event log is also shown append-only to a raw client.
+//! an intact audit chain. On both back ends the event log is also shown append-only to a raw
+//! client; on PostgreSQL, two replicas (two pools on one database) race on every invariant.
+
+mod common;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::Path;
@@ -15,7 +18,7 @@ use medsec_postmarket::incident::{Incident, IncidentId, IncidentStatus};
 use medsec_postmarket::rules::{Detection, RuleId};
 use medsec_postmarket::store::{EventQuery, EventSource, PostmarketStore};
 use medsec_postmarket::{AttributedEvent, Event, EventId, EventKind, Severity};
-use medsec_store::{AuditLog, SqliteStore, Synchronous, verify_audit};
+use medsec_store::{AuditLog, PgSettings, PgStore, SqliteStore, Synchronous, verify_audit};
 use sqlx::Connection;
 use time::macros::datetime;
 use time::{Duration, OffsetDateTime};
@@ -651,4 +654,309 @@ async fn sqlite_postmarket_story() {
 async fn sqlite_concurrent_appends() {
     let dir = tempfile::tempdir().unwrap();
     concurrent_appends(open(dir.path()).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_postmarket_story() {
+    let store = common::pg().await;
+    postmarket_story(store.clone()).await;
+
+    // The event log is append-only for any client of the database, not just for this code.
+    let mut raw = store.pool().acquire().await.unwrap();
+    let before = store.count_events(None).await.unwrap();
+    let e = sqlx::query("UPDATE pm_events SET severity = 'info'")
+        .execute(&mut *raw)
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("append-only"), "{e}");
+    let e = sqlx::query("DELETE FROM pm_events")
+        .execute(&mut *raw)
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("append-only"), "{e}");
+    // TRUNCATE fires no row triggers; it is refused by a statement trigger of its own.
+    let e = sqlx::query("TRUNCATE pm_events")
+        .execute(&mut *raw)
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("append-only"), "{e}");
+    // Nor can the horizon be moved back or removed to make room for a delete.
+    let e = sqlx::query("UPDATE pm_retention SET horizon = horizon - 1")
+        .execute(&mut *raw)
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("only moves forward"), "{e}");
+    assert!(
+        sqlx::query("DELETE FROM pm_retention")
+            .execute(&mut *raw)
+            .await
+            .is_err()
+    );
+    assert!(
+        sqlx::query("TRUNCATE pm_retention")
+            .execute(&mut *raw)
+            .await
+            .is_err()
+    );
+    assert_eq!(store.count_events(None).await.unwrap(), before);
+    let horizon: i64 = sqlx::query_scalar("SELECT horizon FROM pm_retention")
+        .fetch_one(&mut *raw)
+        .await
+        .unwrap();
+    assert_eq!(
+        horizon,
+        (datetime!(2026-03-01 10:00 UTC) - Duration::days(10)).unix_timestamp(),
+        "the horizon is the latest purge's, not the earlier one asked for after it"
+    );
+    // What the trigger does allow is exactly retention: a row older than the horizon.
+    let ancient = datetime!(2025-01-01 00:00 UTC);
+    let d = device("pump-x2", "SN7");
+    store
+        .append_events(
+            EventSource::Server,
+            ancient,
+            &[ev(&d, "late", ancient, "x")],
+        )
+        .await
+        .unwrap();
+    let n = sqlx::query("DELETE FROM pm_events WHERE received_at < $1")
+        .bind(horizon)
+        .execute(&mut *raw)
+        .await
+        .unwrap()
+        .rows_affected();
+    assert_eq!(n, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pg_concurrent_appends() {
+    concurrent_appends(common::pg().await).await;
+}
+
+/// Two stores with pools of their own on one database: two replicas, as `medsec serve` runs
+/// them behind a load balancer.
+async fn replicas() -> (PgStore, PgStore) {
+    let url = medsec_store::pg_cluster::Cluster::fresh_database().unwrap();
+    let settings = PgSettings::default();
+    let a = PgStore::connect(&url, &settings).await.unwrap();
+    let b = PgStore::connect(&url, &settings).await.unwrap();
+    (a, b)
+}
+
+/// Every invariant SQLite kept by holding its one write lock, held by PostgreSQL across two
+/// replicas racing: 2x50 tasks ingest the same batches (each event stored once, claimed by
+/// exactly one caller); open the same rule's incident (one opens it, the rest are refused and
+/// no incident number is lost); update one incident version (one wins); write the next rules
+/// and advisory version (one wins); and purge to different horizons (the greatest stays).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pg_replicas_race() {
+    const TASKS: usize = 50;
+    let (a, b) = replicas().await;
+    let pick = |i: usize| {
+        if i.is_multiple_of(2) {
+            a.clone()
+        } else {
+            b.clone()
+        }
+    };
+    let t0 = datetime!(2026-03-03 08:00 UTC);
+    let devices: Vec<DeviceId> = (0..5)
+        .map(|i| device("pump-x2", &format!("R{i}")))
+        .collect();
+
+    // --- Events: every task sends the same 60 events, in its own rotation and order, so the
+    //     replicas' transactions wait on each other's keys in every pattern.
+    let mut handles = Vec::new();
+    for t in 0..2 * TASKS {
+        let store = pick(t);
+        let mut batch: Vec<AttributedEvent> = (0..60)
+            .map(|k| {
+                ev(
+                    &devices[k % 5],
+                    &format!("r{}", k / 5),
+                    t0,
+                    &format!("task {t}"),
+                )
+            })
+            .collect();
+        batch.rotate_left(t % 60);
+        if t.is_multiple_of(3) {
+            batch.reverse();
+        }
+        handles.push(tokio::spawn(async move {
+            let stored = store
+                .append_events(EventSource::Device, t0, &batch)
+                .await
+                .unwrap();
+            (batch, stored)
+        }));
+    }
+    let mut claimed: HashMap<(String, String), Event> = HashMap::new();
+    for h in handles {
+        let (batch, stored) = h.await.unwrap();
+        for i in stored {
+            let e = &batch[i];
+            let key = (e.device.urn(), e.event.id.to_string());
+            assert!(
+                claimed.insert(key.clone(), e.event.clone()).is_none(),
+                "{key:?} reported stored to two callers"
+            );
+        }
+    }
+    assert_eq!(claimed.len(), 60);
+    assert_eq!(a.count_events(None).await.unwrap(), 60);
+    for s in b.events(&all(1000)).await.unwrap() {
+        let key = (s.device.urn(), s.event.id.to_string());
+        assert_eq!(claimed.get(&key), Some(&s.event), "{key:?}");
+    }
+
+    // --- One open incident per rule and model, whoever detects it first.
+    let opened = rec(AuditAction::IncidentOpened, "incident");
+    let mut handles = Vec::new();
+    for t in 0..2 * TASKS {
+        let store = pick(t);
+        let d = devices[t % 5].clone();
+        let opened = opened.clone();
+        handles.push(tokio::spawn(async move {
+            let inc = Incident::from_detection(&detection("tamper-burst", &d, t0));
+            store.insert_incident(&inc, &opened).await
+        }));
+    }
+    let mut winners = Vec::new();
+    for h in handles {
+        match h.await.unwrap() {
+            Ok(v) => winners.push(v),
+            Err(StoreError::Conflict(_)) => {}
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+    assert_eq!(winners.len(), 1, "exactly one replica opens the incident");
+    let inc = winners.pop().unwrap();
+    assert_eq!(inc.incident.id(), IncidentId(1));
+    let rule = RuleId::parse("tamper-burst").unwrap();
+    assert_eq!(
+        b.open_incident(&rule, &devices[0].model).await.unwrap(),
+        Some(inc.clone())
+    );
+    // The refused inserts used no number.
+    let manual = Incident::open_manual("Follow-up", devices[0].model.clone(), actor(), t0).unwrap();
+    let m = a.insert_incident(&manual, &opened).await.unwrap();
+    assert_eq!(m.incident.id(), IncidentId(2));
+
+    // --- Optimistic versions: of all the updates starting from version 1, one lands.
+    let changed = rec(AuditAction::IncidentChanged, "incident");
+    let mut handles = Vec::new();
+    for t in 0..2 * TASKS {
+        let store = pick(t);
+        let changed = changed.clone();
+        let mut next = inc.incident.clone();
+        next.attach(&detection(
+            "tamper-burst",
+            &devices[t % 5],
+            t0 + Duration::seconds(t as i64),
+        ));
+        handles.push(tokio::spawn(async move {
+            store
+                .update_incident(&next, 1, &changed)
+                .await
+                .map(|v| (v, next))
+        }));
+    }
+    let mut landed = Vec::new();
+    for h in handles {
+        match h.await.unwrap() {
+            Ok(v) => landed.push(v),
+            Err(StoreError::Conflict(_)) => {}
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+    assert_eq!(landed.len(), 1, "exactly one update from version 1 lands");
+    let (version, winner) = landed.pop().unwrap();
+    assert_eq!(version, 2);
+    let stored = a.incident(IncidentId(1)).await.unwrap().unwrap();
+    assert_eq!((stored.incident, stored.version), (winner, 2));
+
+    // --- Versioned documents: one writer per version.
+    let rules_rec = rec(AuditAction::DetectionRulesChanged, "rules");
+    let adv_rec = rec(AuditAction::AdvisoryChanged, "advisory");
+    let mut handles = Vec::new();
+    for t in 0..2 * TASKS {
+        let store = pick(t);
+        let (rules_rec, adv_rec) = (rules_rec.clone(), adv_rec.clone());
+        handles.push(tokio::spawn(async move {
+            let body = format!("{{\"task\":{t}}}");
+            let r = store.put_rules(&body, None, &actor(), &rules_rec).await;
+            let adv = store
+                .put_advisory("MSA-RACE", &body, None, &actor(), &adv_rec)
+                .await;
+            (r, adv)
+        }));
+    }
+    let (mut rules_won, mut adv_won) = (0, 0);
+    for h in handles {
+        let (r, adv) = h.await.unwrap();
+        match r {
+            Ok(1) => rules_won += 1,
+            Err(StoreError::Conflict(_)) => {}
+            other => panic!("{other:?}"),
+        }
+        match adv {
+            Ok(1) => adv_won += 1,
+            Err(StoreError::Conflict(_)) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!((rules_won, adv_won), (1, 1));
+    assert_eq!(b.advisory_history("MSA-RACE").await.unwrap().len(), 1);
+
+    // --- Retention: purges racing with different horizons leave the greatest one, and
+    //     delete exactly what lies behind it.
+    let purge = rec(AuditAction::EventsPurged, "events");
+    for (i, days) in [50, 40, 30, 20, 10].into_iter().enumerate() {
+        let at = t0 - Duration::days(days);
+        a.append_events(
+            EventSource::Server,
+            at,
+            &[ev(&devices[0], &format!("old{i}"), at, "x")],
+        )
+        .await
+        .unwrap();
+    }
+    let mut handles = Vec::new();
+    for t in 0..2 * TASKS {
+        let store = pick(t);
+        let purge = purge.clone();
+        let before = t0 - Duration::days(55) + Duration::days((t % 11) as i64 * 4);
+        handles.push(tokio::spawn(async move {
+            store.purge_events(before, &purge).await.unwrap()
+        }));
+    }
+    let mut deleted = 0;
+    for h in handles {
+        deleted += h.await.unwrap();
+    }
+    // The greatest horizon asked for is t0 - 15 days: the four events older than it went,
+    // each deleted once.
+    assert_eq!(deleted, 4);
+    assert_eq!(a.count_events(None).await.unwrap(), 61);
+    let horizon: i64 = sqlx::query_scalar("SELECT horizon FROM pm_retention")
+        .fetch_one(b.pool())
+        .await
+        .unwrap();
+    assert_eq!(horizon, (t0 - Duration::days(15)).unix_timestamp());
+    assert_eq!(
+        a.purge_events(t0 - Duration::days(100), &purge)
+            .await
+            .unwrap(),
+        0,
+        "an earlier horizon deletes nothing"
+    );
+    let again: i64 = sqlx::query_scalar("SELECT horizon FROM pm_retention")
+        .fetch_one(a.pool())
+        .await
+        .unwrap();
+    assert_eq!(again, horizon, "the horizon never moves back");
+
+    // Both replicas appended to one audit chain.
+    assert!(verify_audit(&a).await.unwrap().is_ok());
 }

@@ -1,15 +1,18 @@
-//! The dashboard users story on a file-backed SQLite store: users created; sign-in; five wrong
-//! passwords lock an account, whose right password is refused until the lock ends; sessions
-//! that idle out, reach their absolute end and are signed out; no cookie value anywhere in the
-//! database files; concurrent failures counted exactly and locking once; password change,
-//! disable and unlock; and the audit chain intact with one entry for every step.
+//! The dashboard users story, run on a file-backed SQLite store and on PostgreSQL: users
+//! created; sign-in; five wrong passwords lock an account, whose right password is refused
+//! until the lock ends; sessions that idle out, reach their absolute end and are signed out; no
+//! cookie value anywhere in the database files; concurrent failures counted exactly and locking
+//! once; password change, disable and unlock; and the audit chain intact with one entry for
+//! every step. PostgreSQL also shows the failure count exact across two replicas.
+
+mod common;
 
 use std::collections::HashMap;
 
 use medsec_auth::users::{self, SessionPolicy, UserStore, Username};
 use medsec_auth::{AuthError, Role};
 use medsec_core::{Actor, AuditAction, AuditRecord};
-use medsec_store::{AuditLog, SqliteStore, Synchronous, verify_audit};
+use medsec_store::{AuditLog, PgStore, SqliteStore, Synchronous, verify_audit};
 use time::{Duration, OffsetDateTime};
 
 const PW: &str = "correct horse battery staple";
@@ -25,12 +28,12 @@ fn name(s: &str) -> Username {
     Username::parse(s).unwrap()
 }
 
-async fn user(store: &SqliteStore, n: &str) -> users::User {
+async fn user<S: UserStore>(store: &S, n: &str) -> users::User {
     store.get_user(&name(n)).await.unwrap().unwrap().0
 }
 
 /// Every audit entry as (action, subject, details), oldest first.
-async fn audit(store: &SqliteStore) -> Vec<(String, String, serde_json::Value)> {
+async fn audit<S: AuditLog>(store: &S) -> Vec<(String, String, serde_json::Value)> {
     store
         .audit_page(0, 10_000)
         .await
@@ -46,7 +49,7 @@ async fn audit(store: &SqliteStore) -> Vec<(String, String, serde_json::Value)> 
         .collect()
 }
 
-async fn count(store: &SqliteStore, action: AuditAction, subject: &str) -> usize {
+async fn count<S: AuditLog>(store: &S, action: AuditAction, subject: &str) -> usize {
     audit(store)
         .await
         .iter()
@@ -68,11 +71,111 @@ fn assert_session_invalid(r: Result<users::SessionRecord, AuthError>) {
     assert!(matches!(r, Err(AuthError::SessionInvalid)), "{r:?}");
 }
 
+/// What the story checks below the traits, for each back end.
+#[async_trait::async_trait]
+trait Raw: Send + Sync {
+    /// The session ids as the store keeps them.
+    async fn session_ids(&self) -> Vec<String>;
+    /// The bytes of every file holding the database's rows, once they are written out.
+    async fn files(&self) -> Vec<Vec<u8>>;
+}
+
+struct SqliteFiles {
+    store: SqliteStore,
+    path: std::path::PathBuf,
+}
+
+#[async_trait::async_trait]
+impl Raw for SqliteFiles {
+    async fn session_ids(&self) -> Vec<String> {
+        sqlx::query_scalar("SELECT id_sha256 FROM user_sessions")
+            .fetch_all(self.store.pool())
+            .await
+            .unwrap()
+    }
+
+    async fn files(&self) -> Vec<Vec<u8>> {
+        let mut files = vec![std::fs::read(&self.path).unwrap()];
+        for suffix in ["-wal", "-shm"] {
+            if let Ok(b) = std::fs::read(format!("{}{suffix}", self.path.display())) {
+                files.push(b);
+            }
+        }
+        files
+    }
+}
+
+#[async_trait::async_trait]
+impl Raw for PgStore {
+    async fn session_ids(&self) -> Vec<String> {
+        sqlx::query_scalar("SELECT id_sha256 FROM user_sessions")
+            .fetch_all(self.pool())
+            .await
+            .unwrap()
+    }
+
+    /// This database's relation files and the cluster's write-ahead log, after a checkpoint
+    /// has written every committed page out (the test connects as the cluster's superuser).
+    async fn files(&self) -> Vec<Vec<u8>> {
+        sqlx::query("CHECKPOINT")
+            .execute(self.pool())
+            .await
+            .unwrap();
+        let data: String = sqlx::query_scalar("SELECT current_setting('data_directory')")
+            .fetch_one(self.pool())
+            .await
+            .unwrap();
+        let oid: String = sqlx::query_scalar(
+            "SELECT oid::text FROM pg_database WHERE datname = current_database()",
+        )
+        .fetch_one(self.pool())
+        .await
+        .unwrap();
+        let data = std::path::Path::new(&data);
+        let mut files = Vec::new();
+        for dir in [data.join("base").join(oid), data.join("pg_wal")] {
+            for e in std::fs::read_dir(&dir).unwrap() {
+                let path = e.unwrap().path();
+                if path.is_file() {
+                    files.push(std::fs::read(&path).unwrap());
+                }
+            }
+        }
+        files
+    }
+}
+
+/// Whether `needle` occurs in `hay`; scans only from bytes matching the first one, since the
+/// PostgreSQL files run to tens of megabytes.
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    let Some((&first, _)) = needle.split_first() else {
+        return true;
+    };
+    hay.iter()
+        .enumerate()
+        .filter(|&(_, &b)| b == first)
+        .any(|(i, _)| hay[i..].starts_with(needle))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn users_story() {
+async fn sqlite_users_story() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("medsec.db");
     let store = SqliteStore::open(&path, Synchronous::Full).await.unwrap();
+    let raw = SqliteFiles {
+        store: store.clone(),
+        path,
+    };
+    users_story(store, &raw).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pg_users_story() {
+    let store = common::pg().await;
+    users_story(store.clone(), &store).await;
+}
+
+async fn users_story<S: UserStore + AuditLog + Clone + 'static>(store: S, raw: &dyn Raw) {
     let p = SessionPolicy::default();
     let setup = Actor::parse("cli:setup").unwrap();
     let mut exp = Expected::default();
@@ -440,20 +543,11 @@ async fn users_story() {
 
     // The database holds no cookie value and no password in clear, in any of its files; the
     // sessions it does hold are found only by the cookie's hash.
-    let ids: Vec<String> = sqlx::query_scalar("SELECT id_sha256 FROM user_sessions")
-        .fetch_all(store.pool())
-        .await
-        .unwrap();
+    let ids = raw.session_ids().await;
     assert!(ids.contains(&users::session_id_hash(&s5.cookie_value)));
     assert!(ids.contains(&users::session_id_hash(&sc.cookie_value)));
-    let mut files = vec![std::fs::read(&path).unwrap()];
-    for suffix in ["-wal", "-shm"] {
-        if let Ok(b) = std::fs::read(format!("{}{suffix}", path.display())) {
-            files.push(b);
-        }
-    }
+    let files = raw.files().await;
     assert!(files.iter().map(Vec::len).sum::<usize>() > 0);
-    let contains = |hay: &[u8], needle: &[u8]| hay.windows(needle.len()).any(|w| w == needle);
     for secret in cookies
         .iter()
         .map(String::as_str)
@@ -494,4 +588,119 @@ async fn users_story() {
         }
     }
     assert_eq!(actual, exp.0);
+}
+
+/// Two replicas (two `PgStore`s on one database), 25 concurrent failed sign-ins each: every
+/// failure is counted exactly once and exactly one locks, as with SQLite's single writer. Then
+/// sign-ins completing on both replicas while one changes the password: every session that
+/// was created is ended by the change, and none is created after it with the old password.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pg_replicas_count_failures_once() {
+    let url = medsec_store::pg_cluster::Cluster::fresh_database().unwrap();
+    let a = PgStore::connect(&url, &Default::default()).await.unwrap();
+    let b = PgStore::connect(&url, &Default::default()).await.unwrap();
+    let setup = Actor::parse("cli:setup").unwrap();
+    let erin = name("erin");
+    users::create_user(&a, "erin", PW, Role::Operator, &setup, t(0))
+        .await
+        .unwrap();
+    let rec = |action| {
+        AuditRecord::new(
+            &Actor::system(),
+            action,
+            erin.subject(),
+            serde_json::json!({}),
+        )
+    };
+
+    let tasks: Vec<_> = (0..50)
+        .map(|i| {
+            let store = [&a, &b][i % 2].clone();
+            let (erin, failed, locked) = (
+                erin.clone(),
+                rec(AuditAction::UserSignInFailed),
+                rec(AuditAction::UserLocked),
+            );
+            tokio::spawn(async move {
+                store
+                    .record_failed_attempt(
+                        &erin,
+                        t(10),
+                        &SessionPolicy::default(),
+                        &failed,
+                        &locked,
+                    )
+                    .await
+            })
+        })
+        .collect();
+    let mut counts = Vec::new();
+    let mut newly = Vec::new();
+    for task in tasks {
+        let o = task.await.unwrap().unwrap().unwrap();
+        counts.push(o.failed_attempts);
+        if o.newly_locked {
+            newly.push(o.failed_attempts);
+        }
+    }
+    counts.sort_unstable();
+    assert_eq!(counts, (1..=50).collect::<Vec<u32>>());
+    assert_eq!(newly, [5]);
+    let e = user(&b, "erin").await;
+    assert_eq!(
+        (e.failed_attempts, e.locked_until),
+        (50, Some(t(10 + 15 * MIN)))
+    );
+    assert_eq!(
+        count(&a, AuditAction::UserSignInFailed, "user:erin").await,
+        50
+    );
+    assert_eq!(count(&a, AuditAction::UserLocked, "user:erin").await, 1);
+
+    // Sign-ins racing a password change, across replicas.
+    assert!(users::unlock(&a, &erin, &setup).await.unwrap());
+    let (_, old_phc) = a.get_user(&erin).await.unwrap().unwrap();
+    let insert = |i: usize| {
+        let store = [&a, &b][i % 2].clone();
+        let row = users::SessionRow {
+            id_sha256: users::session_id_hash(&format!("race-{i}")),
+            username: erin.clone(),
+            csrf_token: format!("csrf-{i}"),
+            created_at: t(20),
+            expires_at: t(20 + HOUR),
+        };
+        let (phc, audit) = (old_phc.clone(), rec(AuditAction::UserSignedIn));
+        tokio::spawn(async move { store.insert_session(&row, &phc, &audit).await })
+    };
+    let mut tasks: Vec<_> = (0..20).map(insert).collect();
+    let change = {
+        let (a, erin, audit) = (
+            a.clone(),
+            erin.clone(),
+            rec(AuditAction::UserPasswordChanged),
+        );
+        tokio::spawn(async move { a.set_password(&erin, "$argon2id$new-hash", &audit).await })
+    };
+    tasks.extend((20..40).map(insert));
+    let mut created = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(_) => created += 1,
+            Err(AuthError::InvalidCredentials) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    let ended = change.await.unwrap().unwrap();
+    assert_eq!(
+        ended, created,
+        "every session made with the old password was ended"
+    );
+    for i in 0..40 {
+        let id = users::session_id_hash(&format!("race-{i}"));
+        assert!(
+            b.get_session(&id).await.unwrap().is_none(),
+            "session {i} survived"
+        );
+    }
+    assert!(verify_audit(&b).await.unwrap().is_ok());
 }

@@ -76,3 +76,11 @@ pub async fn ready<S: CaStore>(store: S, dir: &std::path::Path) -> (Ca<S>, Actor
     ca.put_profile(&profile(), &actor).await.unwrap();
     (ca, actor)
 }
+
+/// A PostgreSQL store on a fresh database of the test process's throwaway cluster.
+pub async fn pg() -> medsec_store::PgStore {
+    let url = medsec_store::pg_cluster::Cluster::fresh_database().unwrap();
+    medsec_store::PgStore::connect(&url, &Default::default())
+        .await
+        .unwrap()
+}
