@@ -155,6 +155,12 @@ async fn purge_events<S>(state: &AppState<S>) {
     }
 }
 
+/// The HTTPS listener's application (EST, the REST API, the dashboard) without its TLS
+/// acceptor: what `serve` runs behind TLS, for in-process measurement of handler time.
+pub fn https_app<S: medsec_ca::CaStore + 'static>(state: Arc<AppState<S>>) -> axum::Router {
+    est::router(state)
+}
+
 /// Serves until the process ends or a listener fails.
 pub async fn serve<S: medsec_ca::CaStore + 'static>(
     bound: Bound,
