@@ -17,6 +17,9 @@ mod signing;
 mod store;
 mod x509;
 
+pub use crl::{
+    CrlContent, MAX_CRL_SHARDS, SHARD_PLACEHOLDER, crl_shard_of, crl_shard_url, encode_crl,
+};
 pub use csr::{VerifiedCsr, parse_and_verify_csr};
 pub use model::{
     CaRecord, CaRole, CertRecord, CertStatus, CrlRecord, DeviceRecord, DeviceStatus,

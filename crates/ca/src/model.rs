@@ -41,8 +41,13 @@ pub struct CaRecord {
     /// Where the private key lives (`file:..` / `pkcs11:..`); `None` for a certificate-only import.
     pub key_ref: Option<String>,
     pub key_algorithm: KeyAlgorithm,
-    /// CRL distribution point written into certificates this CA issues.
+    /// CRL distribution point written into certificates this CA issues. For a sharded CA it
+    /// keeps the `{shard}` placeholder; see [`CaRecord::crl_url_for`].
     pub crl_url: Option<String>,
+    /// How many CRLs this CA's revocations are partitioned into: 1 is one whole CRL (shard
+    /// 0); N > 1 are shards 1..=N, each certificate in the one [`crate::crl_shard_of`] picks.
+    /// Fixed at creation: a certificate's distribution point cannot change after issuance.
+    pub crl_shards: u32,
     /// OCSP responder URL written into the AIA of certificates this CA issues.
     pub ocsp_url: Option<String>,
     pub crl_validity_secs: i64,
@@ -51,6 +56,33 @@ pub struct CaRecord {
     pub created_at: OffsetDateTime,
     /// Set when this (subordinate) CA has been revoked by its parent.
     pub revocation: Option<Revocation>,
+}
+
+impl CaRecord {
+    pub fn is_sharded(&self) -> bool {
+        self.crl_shards > 1
+    }
+
+    /// The shard whose CRL lists `serial` when revoked (0 for an unsharded CA).
+    pub fn crl_shard_of(&self, serial: &CertSerial) -> u32 {
+        crate::crl::crl_shard_of(serial, self.crl_shards)
+    }
+
+    /// The CRL URL written into a certificate with `serial`: the shard's URL for a sharded CA.
+    pub fn crl_url_for(&self, serial: &CertSerial) -> Option<String> {
+        self.crl_url
+            .as_deref()
+            .map(|u| crate::crl::crl_shard_url(u, self.crl_shard_of(serial)))
+    }
+
+    /// The CRLs this CA publishes: `[0]` (the whole CA) or its shards `1..=N`.
+    pub fn published_crl_shards(&self) -> std::ops::RangeInclusive<u32> {
+        if self.is_sharded() {
+            1..=self.crl_shards
+        } else {
+            0..=0
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -195,6 +227,8 @@ pub struct EnrollmentToken {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CrlRecord {
     pub ca: Name,
+    /// 0: the whole CA's CRL; 1..=N: one shard of a sharded CA.
+    pub shard: u32,
     pub number: u64,
     pub this_update: OffsetDateTime,
     pub next_update: OffsetDateTime,

@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 use time::{Duration, OffsetDateTime};
 
 use crate::CaError;
-use crate::crl::build_crl;
+use crate::crl::{CrlContent, encode_crl};
 use crate::csr::{VerifiedCsr, parse_and_verify_csr};
 use crate::model::{
     CaRecord, CaRole, CertRecord, CertStatus, CrlRecord, DeviceRecord, DeviceStatus,
@@ -31,19 +31,60 @@ use crate::x509::{
 /// Where relying parties find revocation status; written into every certificate a CA issues.
 #[derive(Debug, Clone, Default)]
 pub struct CaUrls {
-    /// CRL URL; `{ca}` is replaced by the issuing CA's name.
+    /// CRL URL; `{ca}` is replaced by the issuing CA's name, `{shard}` by the CRL shard (0 for
+    /// an unsharded CA, whose one CRL covers everything).
     pub crl_url_template: Option<String>,
     pub ocsp_url: Option<String>,
+    /// Shards for the CRLs of issuing CAs created with these URLs (0 or 1: one CRL per CA).
+    /// A root's CRL lists only its few subordinate CAs and is never sharded.
+    pub crl_shards: u32,
 }
 
 impl CaUrls {
-    fn crl_for(&self, ca: &Name) -> Option<String> {
-        self.crl_url_template
-            .as_ref()
-            .map(|t| t.replace("{ca}", ca.as_str()))
+    /// The CRL URL stored for a CA with `shards` shards: a sharded CA keeps `{shard}` to fill
+    /// in per certificate; an unsharded one has its single URL.
+    fn crl_for(&self, ca: &Name, shards: u32) -> Option<String> {
+        self.crl_url_template.as_ref().map(|t| {
+            let u = t.replace("{ca}", ca.as_str());
+            if shards > 1 {
+                u
+            } else {
+                crate::crl::crl_shard_url(&u, 0)
+            }
+        })
+    }
+
+    /// The shard count for an issuing CA (never 0).
+    fn issuing_shards(&self) -> u32 {
+        self.crl_shards.max(1)
     }
 
     fn check(&self) -> Result<(), CaError> {
+        let shards = self.issuing_shards();
+        if shards > crate::crl::MAX_CRL_SHARDS {
+            return Err(CaError::Config(format!(
+                "crl_shards = {shards} is more than the {} allowed",
+                crate::crl::MAX_CRL_SHARDS
+            )));
+        }
+        if shards > 1 {
+            // Every shard needs its own URL, or the certificates of all shards would name one
+            // distribution point and relying parties would fetch one shard for all of them.
+            match &self.crl_url_template {
+                Some(t) if t.contains(crate::crl::SHARD_PLACEHOLDER) => {}
+                Some(t) => {
+                    return Err(CaError::Config(format!(
+                        "crl_shards = {shards} needs a CRL URL template with {{shard}} (e.g. \
+                         http://host/crl/{{ca}}/{{shard}}.crl); {t:?} has none"
+                    )));
+                }
+                None => {
+                    return Err(CaError::Config(format!(
+                        "crl_shards = {shards} needs a CRL URL template with {{shard}}"
+                    )));
+                }
+            }
+        }
         for u in self.crl_url_template.iter().chain(self.ocsp_url.iter()) {
             let ok = (u.starts_with("http://") || u.starts_with("https://"))
                 && u.is_ascii()
@@ -223,6 +264,13 @@ impl<S: CaStore> Ca<S> {
         Ok(loaded)
     }
 
+    /// Unlocks the signing key of CA `name` once per process (then a cache lookup) and checks
+    /// it against the CA's certificate: what a readiness probe asks before this process is
+    /// sent enrollments.
+    pub async fn ensure_key_loaded(&self, name: &Name) -> Result<(), CaError> {
+        self.load(name).await.map(|_| ())
+    }
+
     fn forget(&self, name: &Name) {
         if let Ok(mut m) = self.loaded.lock() {
             m.remove(name);
@@ -301,8 +349,9 @@ impl<S: CaStore> Ca<S> {
             cert_der: cert.der().to_vec(),
             key_ref: Some(signer.key_ref().to_string()),
             key_algorithm: spec.key_algorithm,
-            crl_url: spec.urls.crl_for(&spec.root_name),
+            crl_url: spec.urls.crl_for(&spec.root_name, 1),
             ocsp_url: spec.urls.ocsp_url.clone(),
+            crl_shards: 1,
             crl_validity_secs: spec.root_crl_validity.whole_seconds(),
             serial,
             not_after,
@@ -389,8 +438,9 @@ impl<S: CaStore> Ca<S> {
             cert_der: cert.der().to_vec(),
             key_ref: Some(signer.key_ref().to_string()),
             key_algorithm: alg,
-            crl_url: urls.crl_for(name),
+            crl_url: urls.crl_for(name, urls.issuing_shards()),
             ocsp_url: urls.ocsp_url.clone(),
+            crl_shards: urls.issuing_shards(),
             crl_validity_secs: crl_validity.whole_seconds(),
             serial,
             not_after,
@@ -456,8 +506,9 @@ impl<S: CaStore> Ca<S> {
             cert_der: cert_der.to_vec(),
             key_ref: key.as_ref().map(|k| k.key_ref().to_string()),
             key_algorithm: alg,
-            crl_url: urls.crl_for(name),
+            crl_url: urls.crl_for(name, 1),
             ocsp_url: urls.ocsp_url.clone(),
+            crl_shards: 1,
             crl_validity_secs: crl_validity.whole_seconds(),
             serial: facts.serial,
             not_after: facts.not_after,
@@ -670,6 +721,8 @@ impl<S: CaStore> Ca<S> {
         let mut last_conflict = None;
         for _ in 0..SERIAL_ATTEMPTS {
             let serial = new_serial()?;
+            // A sharded CA points each certificate at its own shard's CRL.
+            let crl_url = ca.record.crl_url_for(&serial);
             let params = device_params(&DeviceCertSpec {
                 device,
                 serial: &serial,
@@ -679,7 +732,7 @@ impl<S: CaStore> Ca<S> {
                 not_after,
                 server_auth: profile.server_auth,
                 rsa,
-                crl_url: ca.record.crl_url.as_deref(),
+                crl_url: crl_url.as_deref(),
                 ocsp_url: ca.record.ocsp_url.as_deref(),
             })?;
             let cert = params.signed_by(&public, &ca.issuer)?;
@@ -1211,41 +1264,148 @@ impl<S: CaStore> Ca<S> {
     }
 
     /// Generates the next full CRL for `ca`: its revoked device certificates, or for a root its
-    /// revoked subordinate CAs.
+    /// revoked subordinate CAs. For a sharded CA this is the whole-CA CRL (shard 0, every
+    /// revocation, no IDP): valid for any of its certificates, for export; the server
+    /// publishes the shards instead.
     pub async fn generate_crl(&self, name: &Name, actor: &Actor) -> Result<CrlRecord, CaError> {
+        self.generate_crl_shard(name, 0, actor).await
+    }
+
+    /// Generates the next CRL of one shard of `name` (0: the whole CA). A shard CRL lists only
+    /// the revoked certificates [`crate::crl_shard_of`] assigns to it and carries a critical
+    /// IDP naming the shard's URL as written into those certificates.
+    pub async fn generate_crl_shard(
+        &self,
+        name: &Name,
+        shard: u32,
+        actor: &Actor,
+    ) -> Result<CrlRecord, CaError> {
         let ca = self.load(name).await?;
+        let shards = ca.record.crl_shards;
+        if shard > 0 && (shards <= 1 || shard > shards) {
+            return Err(CaError::Config(format!(
+                "CA {name} has no CRL shard {shard} (it has {shards})"
+            )));
+        }
         let mut revoked = self.store.revoked_by_issuer(name).await?;
-        revoked.extend(self.store.revoked_cas(name).await?);
+        let idp_url = if shard == 0 {
+            revoked.extend(self.store.revoked_cas(name).await?);
+            None
+        } else {
+            // Only issuing CAs are sharded, and pathlen 0 means they have no subordinate CAs:
+            // device certificates are all there is to list (hence onlyContainsUserCerts).
+            revoked.retain(|(s, _)| crate::crl::crl_shard_of(s, shards) == shard);
+            let url = ca
+                .record
+                .crl_url
+                .as_deref()
+                .ok_or_else(|| CaError::Config(format!("sharded CA {name} has no CRL URL")))?;
+            Some(crate::crl::crl_shard_url(url, shard))
+        };
         let t = now();
         let validity = Duration::seconds(ca.record.crl_validity_secs.max(60));
         let next = t + validity;
         let count = revoked.len();
         let build = |number: u64| -> Result<CrlRecord, String> {
-            let der = build_crl(&ca.issuer, ca.ski.as_deref(), number, t, next, &revoked)
-                .map_err(|e| e.to_string())?;
+            let der = encode_crl(
+                &ca.issuer,
+                ca.ski.as_deref(),
+                &CrlContent {
+                    number,
+                    this_update: t,
+                    next_update: next,
+                    revoked: &revoked,
+                    idp_url: idp_url.as_deref(),
+                },
+            )
+            .map_err(|e| e.to_string())?;
             Ok(CrlRecord {
                 ca: name.clone(),
+                shard,
                 number,
                 this_update: t,
                 next_update: next,
                 der,
             })
         };
-        let audit = AuditRecord::new(
-            actor,
-            AuditAction::CrlGenerated,
-            name.as_str(),
-            json!({"entries": count}),
-        );
-        Ok(self.store.store_crl(name, &build, &audit).await?)
+        let details = if shard == 0 {
+            json!({"entries": count})
+        } else {
+            json!({"entries": count, "shard": shard, "shards": shards})
+        };
+        let audit = AuditRecord::new(actor, AuditAction::CrlGenerated, name.as_str(), details);
+        Ok(self.store.store_crl(name, shard, &build, &audit).await?)
+    }
+
+    /// How many CRL shards `name` has (1: unsharded). From the loaded CA when there is one;
+    /// otherwise read, not loaded: serving a stored CRL must not need the CA's key.
+    pub async fn crl_shard_count(&self, name: &Name) -> Result<u32, CaError> {
+        if let Some(l) = self.cached(name) {
+            return Ok(l.record.crl_shards);
+        }
+        Ok(self.get_ca(name).await?.crl_shards)
+    }
+
+    /// The CRLs to reissue after the certificates in `revoked` were revoked: the one CRL of
+    /// every unsharded CA holding a key (as before sharding: it is one CRL, and a root's also
+    /// covers subordinate-CA revocations not in `revoked`), and for a sharded CA only the
+    /// shards holding one of `revoked` it issued. When `revoked` is large (a first load, a
+    /// mass revocation) looking each one up costs more than reissuing every shard.
+    pub async fn crls_affected_by(
+        &self,
+        revoked: &[CertSerial],
+    ) -> Result<Vec<(Name, u32)>, CaError> {
+        const LOOKUP_LIMIT: usize = 256;
+        let cas = self.store.list_cas().await?;
+        let mut out = Vec::new();
+        let mut sharded: HashMap<Name, (u32, std::collections::BTreeSet<u32>)> = HashMap::new();
+        for c in cas.iter().filter(|c| c.key_ref.is_some()) {
+            if c.is_sharded() {
+                sharded.insert(c.name.clone(), (c.crl_shards, Default::default()));
+            } else {
+                out.push((c.name.clone(), 0));
+            }
+        }
+        if sharded.is_empty() {
+            return Ok(out);
+        }
+        if revoked.len() > LOOKUP_LIMIT {
+            for (n, set) in sharded.values_mut() {
+                set.extend(1..=*n);
+            }
+        } else {
+            for serial in revoked {
+                if let Some(cert) = self.store.get_cert(serial).await?
+                    && let Some((n, set)) = sharded.get_mut(&cert.issuer)
+                {
+                    set.insert(crate::crl::crl_shard_of(serial, *n));
+                }
+            }
+        }
+        let mut names: Vec<_> = sharded.into_iter().collect();
+        names.sort_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
+        for (name, (_, set)) in names {
+            out.extend(set.into_iter().map(|k| (name.clone(), k)));
+        }
+        Ok(out)
     }
 
     pub async fn revoked_serials(&self) -> Result<Vec<CertSerial>, CaError> {
         Ok(self.store.revoked_serials().await?)
     }
 
+    /// The newest whole-CA CRL (shard 0) of `name`.
     pub async fn latest_crl(&self, name: &Name) -> Result<Option<CrlRecord>, CaError> {
-        Ok(self.store.latest_crl(name).await?)
+        self.latest_crl_shard(name, 0).await
+    }
+
+    /// The newest CRL of one shard of `name` (0: the whole CA).
+    pub async fn latest_crl_shard(
+        &self,
+        name: &Name,
+        shard: u32,
+    ) -> Result<Option<CrlRecord>, CaError> {
+        Ok(self.store.latest_crl(name, shard).await?)
     }
 
     /// Answers a DER OCSP request with a DER OCSP response (errors are OCSP error statuses,

@@ -85,15 +85,20 @@ pub trait CaStore: Send + Sync {
     async fn revoked_cas(&self, parent: &Name)
     -> Result<Vec<(CertSerial, Revocation)>, StoreError>;
 
-    /// Allocates the next CRL number for `ca` and stores the CRL built by `build` with it, in
-    /// one transaction, so numbers only ever increase and each is used once.
+    /// Allocates the next CRL number for `ca` and stores the CRL built by `build` with it as
+    /// `shard`'s newest (0: the whole CA; 1..=N: a shard), in one transaction, so numbers only
+    /// ever increase and each is used once. The number sequence is the CA's, shared by all its
+    /// shards: each shard's numbers then increase too (RFC 5280 5.2.3 asks for that per CRL
+    /// scope; gaps are allowed), and no shard needs its own counter.
     async fn store_crl(
         &self,
         ca: &Name,
+        shard: u32,
         build: &(dyn Fn(u64) -> Result<CrlRecord, String> + Send + Sync),
         audit: &AuditRecord,
     ) -> Result<CrlRecord, StoreError>;
-    async fn latest_crl(&self, ca: &Name) -> Result<Option<CrlRecord>, StoreError>;
+    /// The newest CRL of `ca`'s `shard` (0: the whole CA).
+    async fn latest_crl(&self, ca: &Name, shard: u32) -> Result<Option<CrlRecord>, StoreError>;
 
     /// Appends an audit entry that goes with no other change.
     async fn append_audit(&self, audit: &AuditRecord) -> Result<(), StoreError>;
@@ -110,4 +115,117 @@ pub trait CaStore: Send + Sync {
         &self,
         secret_sha256: &str,
     ) -> Result<Option<EnrollmentToken>, StoreError>;
+}
+
+/// A shared store is a store: the binary holds its back end as `Arc<dyn ...>` chosen at start
+/// (SQLite or PostgreSQL), and `Ca<Arc<dyn Backend>>` must work without knowing which.
+#[async_trait]
+impl<T: CaStore + ?Sized> CaStore for std::sync::Arc<T> {
+    async fn insert_ca(&self, ca: &CaRecord, audit: &AuditRecord) -> Result<(), StoreError> {
+        (**self).insert_ca(ca, audit).await
+    }
+    async fn get_ca(&self, name: &Name) -> Result<Option<CaRecord>, StoreError> {
+        (**self).get_ca(name).await
+    }
+    async fn list_cas(&self) -> Result<Vec<CaRecord>, StoreError> {
+        (**self).list_cas().await
+    }
+    async fn put_profile(&self, profile: &Profile, audit: &AuditRecord) -> Result<(), StoreError> {
+        (**self).put_profile(profile, audit).await
+    }
+    async fn get_profile(&self, name: &Name) -> Result<Option<Profile>, StoreError> {
+        (**self).get_profile(name).await
+    }
+    async fn list_profiles(&self) -> Result<Vec<Profile>, StoreError> {
+        (**self).list_profiles().await
+    }
+    async fn get_device(&self, id: &DeviceId) -> Result<Option<DeviceRecord>, StoreError> {
+        (**self).get_device(id).await
+    }
+    async fn list_devices(&self) -> Result<Vec<DeviceRecord>, StoreError> {
+        (**self).list_devices().await
+    }
+    async fn commit_issuance(&self, issuance: &Issuance) -> Result<(), StoreError> {
+        (**self).commit_issuance(issuance).await
+    }
+    async fn get_cert(&self, serial: &CertSerial) -> Result<Option<CertRecord>, StoreError> {
+        (**self).get_cert(serial).await
+    }
+    async fn list_certs(&self, filter: &CertFilter) -> Result<Vec<CertRecord>, StoreError> {
+        (**self).list_certs(filter).await
+    }
+    async fn revoke(
+        &self,
+        serial: &CertSerial,
+        revocation: &Revocation,
+        audit: &AuditRecord,
+    ) -> Result<(), StoreError> {
+        (**self).revoke(serial, revocation, audit).await
+    }
+    async fn retire_device(
+        &self,
+        id: &DeviceId,
+        at: OffsetDateTime,
+        reason: RevocationReason,
+        audit: &AuditRecord,
+    ) -> Result<Vec<CertSerial>, StoreError> {
+        (**self).retire_device(id, at, reason, audit).await
+    }
+    async fn due_supersessions(&self, now: OffsetDateTime) -> Result<Vec<CertSerial>, StoreError> {
+        (**self).due_supersessions(now).await
+    }
+    async fn revoked_serials(&self) -> Result<Vec<CertSerial>, StoreError> {
+        (**self).revoked_serials().await
+    }
+    async fn revoked_by_issuer(
+        &self,
+        issuer: &Name,
+    ) -> Result<Vec<(CertSerial, Revocation)>, StoreError> {
+        (**self).revoked_by_issuer(issuer).await
+    }
+    async fn revoke_ca(
+        &self,
+        name: &Name,
+        revocation: &Revocation,
+        audit: &AuditRecord,
+    ) -> Result<(), StoreError> {
+        (**self).revoke_ca(name, revocation, audit).await
+    }
+    async fn revoked_cas(
+        &self,
+        parent: &Name,
+    ) -> Result<Vec<(CertSerial, Revocation)>, StoreError> {
+        (**self).revoked_cas(parent).await
+    }
+    async fn store_crl(
+        &self,
+        ca: &Name,
+        shard: u32,
+        build: &(dyn Fn(u64) -> Result<CrlRecord, String> + Send + Sync),
+        audit: &AuditRecord,
+    ) -> Result<CrlRecord, StoreError> {
+        (**self).store_crl(ca, shard, build, audit).await
+    }
+    async fn latest_crl(&self, ca: &Name, shard: u32) -> Result<Option<CrlRecord>, StoreError> {
+        (**self).latest_crl(ca, shard).await
+    }
+    async fn append_audit(&self, audit: &AuditRecord) -> Result<(), StoreError> {
+        (**self).append_audit(audit).await
+    }
+    async fn insert_enrollment_token(
+        &self,
+        secret_sha256: &str,
+        token: &EnrollmentToken,
+        audit: &AuditRecord,
+    ) -> Result<(), StoreError> {
+        (**self)
+            .insert_enrollment_token(secret_sha256, token, audit)
+            .await
+    }
+    async fn find_enrollment_token(
+        &self,
+        secret_sha256: &str,
+    ) -> Result<Option<EnrollmentToken>, StoreError> {
+        (**self).find_enrollment_token(secret_sha256).await
+    }
 }

@@ -6,12 +6,14 @@
 
 mod audit;
 mod ids;
+mod jobs;
 mod keyalg;
 mod purl;
 mod revocation;
 
 pub use audit::{AuditAction, AuditEntry, AuditRecord, ChainBreak, ChainVerifier, GENESIS_HASH};
 pub use ids::{Actor, CertSerial, DeviceId, DeviceModel, DeviceSerial, FirmwareVersion, Name};
+pub use jobs::{JobLeases, JobRun, period_start};
 pub use keyalg::KeyAlgorithm;
 pub use purl::Purl;
 pub use revocation::RevocationReason;

@@ -4,6 +4,7 @@
 //! end owns its migrations, which are embedded in the binary and checked by hash: a migration
 //! that has landed is never edited, only followed by a new one.
 
+mod jobs;
 mod migrate;
 mod pg;
 mod pg_ca;
@@ -23,12 +24,51 @@ mod sqlite_postmarket;
 mod sqlite_risk;
 mod sqlite_updates;
 mod sqlite_users;
+pub mod transfer;
 
 use async_trait::async_trait;
 pub use medsec_ca::StoreError;
 use medsec_core::AuditEntry;
 pub use pg::{PgSettings, PgStore};
 pub use sqlite::{SqliteStore, Synchronous};
+
+/// Every storage trait at once: what the binary holds as `Arc<dyn Backend>` once it has chosen
+/// SQLite or PostgreSQL at start, and upcasts to the one trait each service needs.
+pub trait Backend:
+    medsec_ca::CaStore
+    + medsec_auth::AuthStore
+    + medsec_auth::users::UserStore
+    + medsec_inventory::InventoryStore
+    + medsec_updates::UpdateStore
+    + medsec_risk::store::RiskStore
+    + medsec_postmarket::store::PostmarketStore
+    + medsec_docs::evidence::EvidenceStore
+    + medsec_fleet::FleetStore
+    + medsec_core::JobLeases
+    + AuditLog
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<T> Backend for T where
+    T: medsec_ca::CaStore
+        + medsec_auth::AuthStore
+        + medsec_auth::users::UserStore
+        + medsec_inventory::InventoryStore
+        + medsec_updates::UpdateStore
+        + medsec_risk::store::RiskStore
+        + medsec_postmarket::store::PostmarketStore
+        + medsec_docs::evidence::EvidenceStore
+        + medsec_fleet::FleetStore
+        + medsec_core::JobLeases
+        + AuditLog
+        + Send
+        + Sync
+        + 'static
+{
+}
 
 /// Reading the audit log back, for verification and display.
 #[async_trait]
@@ -37,6 +77,27 @@ pub trait AuditLog: Send + Sync {
     async fn audit_page(&self, after: i64, limit: u32) -> Result<Vec<AuditEntry>, StoreError>;
     /// The recorded head: sequence and hash of the newest entry.
     async fn audit_head(&self) -> Result<Option<(i64, String)>, StoreError>;
+}
+
+/// An audit entry from a row of `audit_log`, whichever back end read it.
+pub(crate) fn audit_entry_from<'r, R>(r: &'r R) -> Result<AuditEntry, StoreError>
+where
+    R: sqlx::Row,
+    &'r str: sqlx::ColumnIndex<R>,
+    i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    let be = sqlite::be;
+    Ok(AuditEntry {
+        seq: r.try_get("seq").map_err(be)?,
+        at_micros: r.try_get("at_micros").map_err(be)?,
+        actor: r.try_get("actor").map_err(be)?,
+        action: r.try_get("action").map_err(be)?,
+        subject: r.try_get("subject").map_err(be)?,
+        details: r.try_get("details").map_err(be)?,
+        prev_hash: r.try_get("prev_hash").map_err(be)?,
+        hash: r.try_get("hash").map_err(be)?,
+    })
 }
 
 /// Verifies the whole audit chain page by page. Returns the number of entries on success, or

@@ -62,6 +62,16 @@ pub(crate) const SQLITE: &[Migration] = &[
         name: "fleet",
         sql: include_str!("../migrations/sqlite/0010_fleet.sql"),
     },
+    Migration {
+        version: 11,
+        name: "crl_shards",
+        sql: include_str!("../migrations/sqlite/0011_crl_shards.sql"),
+    },
+    Migration {
+        version: 12,
+        name: "job_runs",
+        sql: include_str!("../migrations/sqlite/0012_job_runs.sql"),
+    },
 ];
 
 /// PostgreSQL's own migrations: the same schema as SQLite's, in PostgreSQL's types (BIGINT
@@ -117,6 +127,16 @@ pub(crate) const POSTGRES: &[Migration] = &[
         version: 10,
         name: "fleet",
         sql: include_str!("../migrations/postgres/0010_fleet.sql"),
+    },
+    Migration {
+        version: 11,
+        name: "crl_shards",
+        sql: include_str!("../migrations/postgres/0011_crl_shards.sql"),
+    },
+    Migration {
+        version: 12,
+        name: "job_runs",
+        sql: include_str!("../migrations/postgres/0012_job_runs.sql"),
     },
 ];
 

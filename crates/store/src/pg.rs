@@ -11,7 +11,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use medsec_core::{AuditEntry, AuditRecord};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{PgConnection, PgPool, Postgres, Row, Transaction};
+use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 use time::OffsetDateTime;
 
 use crate::{AuditLog, StoreError};
@@ -75,7 +75,7 @@ impl PgStore {
 
 /// The advisory lock that serialises audit appends across every replica ("audit" in ASCII).
 /// Transaction-scoped, so it is held from the append to the commit and the chain cannot fork.
-const AUDIT_LOCK: i64 = 0x61_7564_6974;
+pub(crate) const AUDIT_LOCK: i64 = 0x61_7564_6974;
 
 /// Appends the audit entries describing a change inside the caller's transaction. Call it as
 /// the last statement before commit: the lock it takes is held until then.
@@ -165,20 +165,7 @@ impl AuditLog for PgStore {
             .fetch_all(&self.pool)
             .await
             .map_err(be)?;
-        rows.iter()
-            .map(|r| {
-                Ok(AuditEntry {
-                    seq: r.try_get("seq").map_err(be)?,
-                    at_micros: r.try_get("at_micros").map_err(be)?,
-                    actor: r.try_get("actor").map_err(be)?,
-                    action: r.try_get("action").map_err(be)?,
-                    subject: r.try_get("subject").map_err(be)?,
-                    details: r.try_get("details").map_err(be)?,
-                    prev_hash: r.try_get("prev_hash").map_err(be)?,
-                    hash: r.try_get("hash").map_err(be)?,
-                })
-            })
-            .collect()
+        rows.iter().map(crate::audit_entry_from).collect()
     }
 
     async fn audit_head(&self) -> Result<Option<(i64, String)>, StoreError> {

@@ -71,6 +71,10 @@ fn ca_from(row: &PgRow) -> Result<CaRecord, StoreError> {
         key_algorithm: parse("key algorithm", &text(row, "key_algorithm")?)?,
         crl_url: row.try_get("crl_url").map_err(be)?,
         ocsp_url: row.try_get("ocsp_url").map_err(be)?,
+        crl_shards: {
+            let n: i64 = row.try_get("crl_shards").map_err(be)?;
+            u32::try_from(n).map_err(|e| corrupt("CRL shard count", e))?
+        },
         crl_validity_secs: row.try_get("crl_validity_secs").map_err(be)?,
         serial: parse("CA serial", &text(row, "serial")?)?,
         not_after: from_ts(row.try_get("not_after").map_err(be)?)?,
@@ -124,6 +128,10 @@ fn crl_from(row: &PgRow) -> Result<CrlRecord, StoreError> {
     let n: i64 = row.try_get("number").map_err(be)?;
     Ok(CrlRecord {
         ca: parse("CRL CA", &text(row, "ca")?)?,
+        shard: {
+            let k: i64 = row.try_get("shard").map_err(be)?;
+            u32::try_from(k).map_err(|e| corrupt("CRL shard", e))?
+        },
         number: u64::try_from(n).map_err(|e| corrupt("CRL number", e))?,
         this_update: from_ts(row.try_get("this_update").map_err(be)?)?,
         next_update: from_ts(row.try_get("next_update").map_err(be)?)?,
@@ -260,8 +268,8 @@ impl CaStore for PgStore {
         let mut tx = self.begin().await?;
         sqlx::query(
             "INSERT INTO cas (name, role, parent, serial, cert_der, key_ref, key_algorithm, crl_url, ocsp_url,
-                crl_validity_secs, not_after, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                crl_validity_secs, not_after, created_at, crl_shards)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
         )
         .bind(ca.name.as_str())
         .bind(ca.role.as_str())
@@ -275,6 +283,7 @@ impl CaStore for PgStore {
         .bind(ca.crl_validity_secs)
         .bind(ts(ca.not_after))
         .bind(ts(ca.created_at))
+        .bind(i64::from(ca.crl_shards))
         .execute(&mut *tx)
         .await
         .map_err(|e| match be(e) {
@@ -592,6 +601,7 @@ impl CaStore for PgStore {
     async fn store_crl(
         &self,
         ca: &Name,
+        shard: u32,
         build: &(dyn Fn(u64) -> Result<CrlRecord, String> + Send + Sync),
         audit: &AuditRecord,
     ) -> Result<CrlRecord, StoreError> {
@@ -609,13 +619,14 @@ impl CaStore for PgStore {
         let number = u64::try_from(n).map_err(|e| corrupt("CRL number", e))?;
         let crl = build(number).map_err(StoreError::Refused)?;
         sqlx::query(
-            "INSERT INTO crls (ca, number, this_update, next_update, der) VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO crls (ca, number, this_update, next_update, der, shard) VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(ca.as_str())
         .bind(n)
         .bind(ts(crl.this_update))
         .bind(ts(crl.next_update))
         .bind(&crl.der)
+        .bind(i64::from(shard))
         .execute(&mut *tx)
         .await
         .map_err(be)?;
@@ -625,9 +636,10 @@ impl CaStore for PgStore {
         Ok(crl)
     }
 
-    async fn latest_crl(&self, ca: &Name) -> Result<Option<CrlRecord>, StoreError> {
-        sqlx::query("SELECT * FROM crls WHERE ca = $1 ORDER BY number DESC LIMIT 1")
+    async fn latest_crl(&self, ca: &Name, shard: u32) -> Result<Option<CrlRecord>, StoreError> {
+        sqlx::query("SELECT * FROM crls WHERE ca = $1 AND shard = $2 ORDER BY number DESC LIMIT 1")
             .bind(ca.as_str())
+            .bind(i64::from(shard))
             .fetch_optional(self.pool())
             .await
             .map_err(be)?

@@ -481,6 +481,10 @@ fn ca_from(row: &SqliteRow) -> Result<CaRecord, StoreError> {
         key_algorithm: parse::<KeyAlgorithm>("key algorithm", &g("key_algorithm")?)?,
         crl_url: row.try_get("crl_url").map_err(be)?,
         ocsp_url: row.try_get("ocsp_url").map_err(be)?,
+        crl_shards: {
+            let n: i64 = row.try_get("crl_shards").map_err(be)?;
+            u32::try_from(n).map_err(|e| corrupt("CRL shard count", e))?
+        },
         crl_validity_secs: row.try_get("crl_validity_secs").map_err(be)?,
         serial: parse("CA serial", &g("serial")?)?,
         not_after: from_ts(row.try_get("not_after").map_err(be)?)?,
@@ -541,6 +545,10 @@ fn crl_from(row: &SqliteRow) -> Result<CrlRecord, StoreError> {
     let n: i64 = row.try_get("number").map_err(be)?;
     Ok(CrlRecord {
         ca: parse("CRL CA", &row.try_get::<String, _>("ca").map_err(be)?)?,
+        shard: {
+            let k: i64 = row.try_get("shard").map_err(be)?;
+            u32::try_from(k).map_err(|e| corrupt("CRL shard", e))?
+        },
         number: u64::try_from(n).map_err(|e| corrupt("CRL number", e))?,
         this_update: from_ts(row.try_get("this_update").map_err(be)?)?,
         next_update: from_ts(row.try_get("next_update").map_err(be)?)?,
@@ -556,7 +564,7 @@ impl CaStore for SqliteStore {
         let mut tx = self.begin().await?;
         sqlx::query(
             "INSERT INTO cas (name, role, parent, serial, cert_der, key_ref, key_algorithm, crl_url, ocsp_url,
-                crl_validity_secs, not_after, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                crl_validity_secs, not_after, created_at, crl_shards) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(ca.name.as_str())
         .bind(ca.role.as_str())
@@ -570,6 +578,7 @@ impl CaStore for SqliteStore {
         .bind(ca.crl_validity_secs)
         .bind(ts(ca.not_after))
         .bind(ts(ca.created_at))
+        .bind(i64::from(ca.crl_shards))
         .execute(&mut *tx)
         .await
         .map_err(|e| match be(e) {
@@ -874,6 +883,7 @@ impl CaStore for SqliteStore {
     async fn store_crl(
         &self,
         ca: &Name,
+        shard: u32,
         build: &(dyn Fn(u64) -> Result<CrlRecord, String> + Send + Sync),
         audit: &AuditRecord,
     ) -> Result<CrlRecord, StoreError> {
@@ -889,13 +899,14 @@ impl CaStore for SqliteStore {
         let number = u64::try_from(n).map_err(|e| corrupt("CRL number", e))?;
         let crl = build(number).map_err(StoreError::Refused)?;
         sqlx::query(
-            "INSERT INTO crls (ca, number, this_update, next_update, der) VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO crls (ca, number, this_update, next_update, der, shard) VALUES (?, ?, ?, ?, ?, ?)",
         )
         .bind(ca.as_str())
         .bind(n)
         .bind(ts(crl.this_update))
         .bind(ts(crl.next_update))
         .bind(&crl.der)
+        .bind(i64::from(shard))
         .execute(&mut *tx)
         .await
         .map_err(be)?;
@@ -906,9 +917,10 @@ impl CaStore for SqliteStore {
         Ok(crl)
     }
 
-    async fn latest_crl(&self, ca: &Name) -> Result<Option<CrlRecord>, StoreError> {
-        sqlx::query("SELECT * FROM crls WHERE ca = ? ORDER BY number DESC LIMIT 1")
+    async fn latest_crl(&self, ca: &Name, shard: u32) -> Result<Option<CrlRecord>, StoreError> {
+        sqlx::query("SELECT * FROM crls WHERE ca = ? AND shard = ? ORDER BY number DESC LIMIT 1")
             .bind(ca.as_str())
+            .bind(i64::from(shard))
             .fetch_optional(&self.pool)
             .await
             .map_err(be)?
@@ -986,20 +998,7 @@ impl AuditLog for SqliteStore {
             .fetch_all(&self.pool)
             .await
             .map_err(be)?;
-        rows.iter()
-            .map(|r| {
-                Ok(AuditEntry {
-                    seq: r.try_get("seq").map_err(be)?,
-                    at_micros: r.try_get("at_micros").map_err(be)?,
-                    actor: r.try_get("actor").map_err(be)?,
-                    action: r.try_get("action").map_err(be)?,
-                    subject: r.try_get("subject").map_err(be)?,
-                    details: r.try_get("details").map_err(be)?,
-                    prev_hash: r.try_get("prev_hash").map_err(be)?,
-                    hash: r.try_get("hash").map_err(be)?,
-                })
-            })
-            .collect()
+        rows.iter().map(crate::audit_entry_from).collect()
     }
 
     async fn audit_head(&self) -> Result<Option<(i64, String)>, StoreError> {

@@ -350,6 +350,171 @@ async fn token_story<S: CaStore + AuditLog>(store: S, dir: &std::path::Path) {
     assert!(verify_audit(ca.store()).await.unwrap().is_ok());
 }
 
+/// A sharded issuing CA: each certificate names its shard's CRL, each shard's CRL lists only
+/// that shard's revocations under an IDP naming the same URL, and every CRL of the CA takes
+/// the next number of the CA's one sequence.
+async fn crl_shard_story<S: CaStore + AuditLog>(store: S, dir: &std::path::Path) {
+    use medsec_ca::{CaUrls, crl_shard_of};
+    use x509_parser::extensions::{DistributionPointName, GeneralName, ParsedExtension};
+    let (ca, actor) = ready(store, dir).await;
+    let root = Name::parse("root").unwrap();
+    let sharded = Name::parse("sharded").unwrap();
+    let add = |template: &str, shards: u32| {
+        let urls = CaUrls {
+            crl_url_template: Some(template.to_owned()),
+            ocsp_url: None,
+            crl_shards: shards,
+        };
+        let (ca, actor, root, sharded) = (&ca, &actor, &root, &sharded);
+        async move {
+            ca.add_issuing(
+                sharded,
+                "Sharded Issuing",
+                "Story Medical",
+                None,
+                root,
+                KeyAlgorithm::EcdsaP256,
+                365,
+                Duration::days(1),
+                &urls,
+                actor,
+            )
+            .await
+        }
+    };
+    // Without {shard} every certificate would name one URL: refused, nothing stored.
+    let e = add("http://pki.example/crl/{ca}.crl", 4).await.unwrap_err();
+    assert!(e.to_string().contains("{shard}"), "{e}");
+    assert!(ca.store().get_ca(&sharded).await.unwrap().is_none());
+    let rec = add("http://pki.example/crl/{ca}/{shard}.crl", 4)
+        .await
+        .unwrap();
+    assert_eq!(rec.crl_shards, 4);
+    assert_eq!(ca.get_ca(&sharded).await.unwrap().crl_shards, 4);
+    assert_eq!(
+        ca.get_ca(&Name::parse("issuing").unwrap())
+            .await
+            .unwrap()
+            .crl_shards,
+        1
+    );
+    let mut p = profile();
+    p.name = Name::parse("pump-sharded").unwrap();
+    p.issuer = sharded.clone();
+    ca.put_profile(&p, &actor).await.unwrap();
+
+    let mut issued = Vec::new();
+    for i in 0..16 {
+        let sn = DeviceSerial::parse(&format!("SH-{i:03}")).unwrap();
+        let c = ca
+            .issue(&p.name, &sn, &csr(&rcgen::PKCS_ECDSA_P256_SHA256), &actor)
+            .await
+            .unwrap();
+        let shard = crl_shard_of(&c.record.serial, 4);
+        let (_, x) = x509_parser::parse_x509_certificate(&c.record.der).unwrap();
+        let cdp: Vec<String> = x
+            .extensions()
+            .iter()
+            .filter_map(|e| match e.parsed_extension() {
+                ParsedExtension::CRLDistributionPoints(d) => Some(d),
+                _ => None,
+            })
+            .flat_map(|d| d.points.iter())
+            .filter_map(|p| match &p.distribution_point {
+                Some(DistributionPointName::FullName(n)) => Some(n),
+                _ => None,
+            })
+            .flatten()
+            .filter_map(|n| match n {
+                GeneralName::URI(u) => Some(u.to_string()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            cdp,
+            vec![format!("http://pki.example/crl/sharded/{shard}.crl")]
+        );
+        issued.push(c.record);
+    }
+    for c in issued.iter().step_by(3) {
+        ca.revoke(&c.serial, RevocationReason::KeyCompromise, None, &actor)
+            .await
+            .unwrap();
+    }
+    let revoked: Vec<_> = issued.iter().step_by(3).map(|c| c.serial.clone()).collect();
+    let mut last = 0;
+    for shard in 1..=4 {
+        let crl = ca
+            .generate_crl_shard(&sharded, shard, &actor)
+            .await
+            .unwrap();
+        assert_eq!(crl.shard, shard);
+        assert!(crl.number > last, "one increasing sequence per CA");
+        last = crl.number;
+        assert_eq!(
+            ca.store().latest_crl(&sharded, shard).await.unwrap(),
+            Some(crl.clone())
+        );
+        let (_, x) = x509_parser::parse_x509_crl(&crl.der).unwrap();
+        let listed: Vec<Vec<u8>> = x
+            .iter_revoked_certificates()
+            .map(|r| r.raw_serial().to_vec())
+            .collect();
+        let mine: Vec<_> = revoked
+            .iter()
+            .filter(|s| crl_shard_of(s, 4) == shard)
+            .collect();
+        assert_eq!(listed.len(), mine.len(), "shard {shard}");
+        for s in mine {
+            assert!(listed.contains(&s.to_der_integer_bytes()));
+        }
+    }
+    // The whole-CA CRL (shard 0) is its own scope and lists everything.
+    assert!(ca.latest_crl(&sharded).await.unwrap().is_none());
+    let whole = ca.generate_crl(&sharded, &actor).await.unwrap();
+    assert_eq!((whole.shard, whole.number), (0, last + 1));
+    let (_, x) = x509_parser::parse_x509_crl(&whole.der).unwrap();
+    assert_eq!(x.iter_revoked_certificates().count(), revoked.len());
+    assert_eq!(
+        ca.store()
+            .latest_crl(&sharded, 1)
+            .await
+            .unwrap()
+            .unwrap()
+            .number,
+        last - 3
+    );
+    // Shards that do not exist are refused.
+    assert!(ca.generate_crl_shard(&sharded, 5, &actor).await.is_err());
+    assert!(
+        ca.generate_crl_shard(&Name::parse("issuing").unwrap(), 1, &actor)
+            .await
+            .is_err()
+    );
+    // Revocations reach only their own shard's CRL.
+    let affected = ca.crls_affected_by(&revoked[..1]).await.unwrap();
+    let want = (sharded.clone(), crl_shard_of(&revoked[0], 4));
+    assert!(affected.contains(&want), "{affected:?}");
+    assert_eq!(
+        affected.iter().filter(|(n, _)| n == &sharded).count(),
+        1,
+        "{affected:?}"
+    );
+    assert!(verify_audit(ca.store()).await.unwrap().is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_crl_shard_story() {
+    let dir = tempfile::tempdir().unwrap();
+    crl_shard_story(sqlite(dir.path()).await, dir.path()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_crl_shard_story() {
+    let dir = tempfile::tempdir().unwrap();
+    crl_shard_story(common::pg().await, dir.path()).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_token_story() {
     let dir = tempfile::tempdir().unwrap();

@@ -40,6 +40,7 @@ pub fn spec() -> CaInitSpec {
         urls: CaUrls {
             crl_url_template: Some("http://pki.example/crl/{ca}.crl".into()),
             ocsp_url: Some("http://pki.example/ocsp".into()),
+            crl_shards: 1,
         },
     }
 }
