@@ -299,10 +299,14 @@ async fn issue<S: CaStore>(
     let Json(b) = body.map_err(|e| bad(e.body_text()))?;
     let profile = Name::parse(&b.profile).map_err(bad)?;
     let serial = DeviceSerial::parse(&b.device_serial).map_err(bad)?;
+    let started = std::time::Instant::now();
     let issued = st
         .ca
         .issue(&profile, &serial, b.csr_pem.as_bytes(), &p.actor())
         .await?;
+    let kind = crate::metrics::IssueKind::Issue;
+    st.metrics.issued(kind, started.elapsed());
+    crate::est::log_issued(&issued.record, kind);
     let mut v = cert_json(&issued.record);
     v["pem"] = json!(issued.pem);
     v["chain_pem"] = json!(issued.chain_pem);

@@ -21,6 +21,7 @@ use medsec_ca::{CaStore, Profile};
 use medsec_core::{KeyAlgorithm, Name};
 
 use crate::accept::PeerCerts;
+use crate::metrics::{EstOp, IssueKind, Label};
 use crate::problem::Problem;
 use crate::state::AppState;
 
@@ -37,7 +38,7 @@ pub fn router<S: CaStore + 'static>(state: Arc<AppState<S>>) -> Router {
             "/.well-known/est/{label}/{op}",
             get(est_get_label::<S>).post(est_post_label::<S>),
         )
-        .route("/healthz", get(|| async { "ok" }))
+        .merge(crate::health::probes::<S>())
         .merge(crate::api::router::<S>())
         .merge(crate::inventory_api::router::<S>())
         .merge(crate::updates_api::api_router::<S>())
@@ -73,18 +74,23 @@ fn not_found(m: impl Into<String>) -> Problem {
     Problem::new(StatusCode::NOT_FOUND, "about:blank", m)
 }
 
-async fn est_get<S: CaStore>(
-    st: State<Arc<AppState<S>>>,
-    Path(op): Path<String>,
-) -> Result<Response, Problem> {
-    get_op(&st, None, &op).await
+/// Counts an EST answer by operation and status code.
+fn counted<S>(st: &AppState<S>, op: &str, r: Result<Response, Problem>) -> Response {
+    let r = r.into_response();
+    st.metrics
+        .est_request(EstOp::from_path(op), r.status().as_u16());
+    r
+}
+
+async fn est_get<S: CaStore>(st: State<Arc<AppState<S>>>, Path(op): Path<String>) -> Response {
+    counted(&st, &op, get_op(&st, None, &op).await)
 }
 
 async fn est_get_label<S: CaStore>(
     st: State<Arc<AppState<S>>>,
     Path((label, op)): Path<(String, String)>,
-) -> Result<Response, Problem> {
-    get_op(&st, Some(&label), &op).await
+) -> Response {
+    counted(&st, &op, get_op(&st, Some(&label), &op).await)
 }
 
 async fn est_post<S: CaStore>(
@@ -94,9 +100,12 @@ async fn est_post<S: CaStore>(
     ConnectInfo(from): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<Response, Problem> {
-    limit(&st, from)?;
-    post_op(&st, None, &op, &peer, &headers, &body).await
+) -> Response {
+    let r = match limit(&st, from) {
+        Ok(()) => post_op(&st, None, &op, &peer, &headers, &body).await,
+        Err(p) => Err(p),
+    };
+    counted(&st, &op, r)
 }
 
 fn limit<S>(st: &AppState<S>, from: SocketAddr) -> Result<(), Problem> {
@@ -118,9 +127,12 @@ async fn est_post_label<S: CaStore>(
     ConnectInfo(from): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<Response, Problem> {
-    limit(&st, from)?;
-    post_op(&st, Some(&label), &op, &peer, &headers, &body).await
+) -> Response {
+    let r = match limit(&st, from) {
+        Ok(()) => post_op(&st, Some(&label), &op, &peer, &headers, &body).await,
+        Err(p) => Err(p),
+    };
+    counted(&st, &op, r)
 }
 
 fn base64_response(der: &[u8], content_type: &'static str) -> Response {
@@ -270,6 +282,7 @@ async fn post_op<S: CaStore>(
     body: &[u8],
 ) -> Result<Response, Problem> {
     let profile = profile_for(st, label).await?;
+    let started = std::time::Instant::now();
     let issued = match op {
         "simpleenroll" => match (token_from(headers)?, peer.leaf()) {
             (Some(token), _) => {
@@ -326,8 +339,28 @@ async fn post_op<S: CaStore>(
         }
         _ => return Err(not_found(format!("unknown EST operation {op:?}"))),
     };
+    let kind = if op == "simplereenroll" {
+        IssueKind::Reenroll
+    } else {
+        IssueKind::Enroll
+    };
+    st.metrics.issued(kind, started.elapsed());
+    log_issued(&issued.record, kind);
     let p7 = medsec_ca::pkcs7::certs_only(&[&issued.record.der])?;
     let mut r = base64_response(&p7, "application/pkcs7-mime; smime-type=certs-only");
     *r.status_mut() = StatusCode::OK;
     Ok(r)
+}
+
+/// One structured line per issued certificate: what log collectors index. Identifiers only;
+/// never the credential that authorized it.
+pub(crate) fn log_issued(c: &medsec_ca::CertRecord, kind: IssueKind) {
+    tracing::info!(
+        serial = %c.serial,
+        device = %c.device.urn(),
+        profile = %c.profile,
+        issuer = %c.issuer,
+        kind = kind.as_str(),
+        "certificate issued"
+    );
 }

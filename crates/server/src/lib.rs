@@ -8,11 +8,14 @@
 mod accept;
 mod advisory_api;
 mod api;
+mod cluster;
 mod docs_api;
 mod est;
 mod gateway;
+mod health;
 mod inventory_api;
 mod limit;
+mod metrics;
 mod openapi;
 mod pki;
 mod postmarket_api;
@@ -33,6 +36,7 @@ pub use advisory_api::{
     revise as revise_advisory,
 };
 pub use docs_api::{DocSources, docs_inputs};
+pub use metrics::{PoolStats, PoolStatsFn};
 pub use postmarket_api::{PostmarketSettings, kev_listed, report_context};
 pub use problem::Problem;
 pub use risk_api::risk_inputs;
@@ -112,36 +116,72 @@ impl Bound {
     }
 }
 
-/// Periodic work: revoke certificates whose rekey overlap has ended, and reissue CRLs before
-/// their nextUpdate even when nobody fetches them.
+/// Periodic work: revoke certificates whose rekey overlap has ended, reissue CRLs before their
+/// nextUpdate even when nobody fetches them, apply the event retention, forget old job records.
+/// Each job is claimed per period (`cluster::once`), so N replicas run it once between them.
 async fn jobs<S: medsec_ca::CaStore + 'static>(state: Arc<AppState<S>>) {
+    use medsec_core::period_start;
     loop {
-        match state.ca.process_due_supersessions(&state.actor).await {
-            Ok(v) if !v.is_empty() => state.revocation_changed().await,
-            Ok(_) => {}
-            Err(e) => tracing::warn!("supersession sweep failed: {e}"),
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let every = i64::try_from(state.jobs_interval.as_secs()).unwrap_or(30);
+        let period = period_start(now, every);
+        let st = &state;
+        if let Some(ok) = cluster::once(st, "supersession", period, || async move {
+            match st.ca.process_due_supersessions(&st.actor).await {
+                Ok(v) if !v.is_empty() => {
+                    st.revocation_changed().await;
+                    true
+                }
+                Ok(_) => true,
+                Err(e) => {
+                    tracing::warn!("supersession sweep failed: {e}");
+                    false
+                }
+            }
+        })
+        .await
+        {
+            state.metrics.job_run(metrics::Job::Supersession, ok);
         }
-        pki::refresh_due_crls(&state).await;
-        purge_events(&state).await;
-        tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+        if let Some(ok) =
+            cluster::once(st, "crl-refresh", period, || pki::refresh_due_crls(st)).await
+        {
+            state.metrics.job_run(metrics::Job::CrlRefresh, ok);
+        }
+        // The hour is the period; within it, the in-process clock in `purge_events` still
+        // keeps a single process to one purge an hour.
+        if state.postmarket_settings.retention_days.is_some()
+            && let Some(ok) = cluster::once(st, "event-purge", period_start(now, 3600), || async {
+                purge_events(st).await.unwrap_or(true)
+            })
+            .await
+        {
+            state.metrics.job_run(metrics::Job::EventPurge, ok);
+        }
+        if let Some(leases) = state.leases.as_deref() {
+            let _ = cluster::once(st, "job-runs-prune", period_start(now, 86_400), || async {
+                leases.prune_runs(now - 7 * 86_400).await.is_ok()
+            })
+            .await;
+        }
+        tokio::time::sleep(state.jobs_interval).await;
     }
 }
 
-/// Applies the event retention setting at most once an hour.
-async fn purge_events<S>(state: &AppState<S>) {
+/// Applies the event retention setting at most once an hour; whether it succeeded, or `None`
+/// when it was not due (or retention is off).
+async fn purge_events<S>(state: &AppState<S>) -> Option<bool> {
     let (Some(svc), Some(days)) = (
         state.postmarket.as_deref(),
         state.postmarket_settings.retention_days,
     ) else {
-        return;
+        return None;
     };
     let now = time::OffsetDateTime::now_utc();
     {
-        let Ok(mut last) = state.last_purge.lock() else {
-            return;
-        };
+        let mut last = state.last_purge.lock().ok()?;
         if last.is_some_and(|l| now - l < time::Duration::hours(1)) {
-            return;
+            return None;
         }
         *last = Some(now);
     }
@@ -149,9 +189,15 @@ async fn purge_events<S>(state: &AppState<S>) {
         .purge_events(time::Duration::days(i64::from(days)), &state.actor, now)
         .await
     {
-        Ok(0) => {}
-        Ok(n) => tracing::info!("purged {n} device events past the {days}-day retention"),
-        Err(e) => tracing::warn!("event retention purge failed: {e}"),
+        Ok(0) => Some(true),
+        Ok(n) => {
+            tracing::info!("purged {n} device events past the {days}-day retention");
+            Some(true)
+        }
+        Err(e) => {
+            tracing::warn!("event retention purge failed: {e}");
+            Some(false)
+        }
     }
 }
 

@@ -30,6 +30,7 @@ use time::{Duration, OffsetDateTime};
 
 use crate::accept::PeerCerts;
 use crate::api::caller;
+use crate::metrics::EventChannel;
 use crate::problem::Problem;
 use crate::state::AppState;
 
@@ -210,8 +211,11 @@ pub(crate) async fn observe_revoked_use<S: CaStore>(
             }
             Err(e) => Err(e),
         };
-        if let Err(e) = r {
-            tracing::warn!("recording use of revoked certificate {serial}: {e}");
+        match r {
+            Ok(out) => st
+                .metrics
+                .events(EventChannel::Server, out.accepted, out.duplicates),
+            Err(e) => tracing::warn!("recording use of revoked certificate {serial}: {e}"),
         }
     }
 }
@@ -289,6 +293,8 @@ async fn post_events<S: CaStore>(
     let out = svc
         .ingest(&c.device, EventSource::Device, events, now())
         .await?;
+    st.metrics
+        .events(EventChannel::Device, out.accepted, out.duplicates);
     Ok(Json(json!(out)))
 }
 

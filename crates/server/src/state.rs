@@ -78,6 +78,23 @@ pub struct AppState<S> {
     /// "use of a revoked certificate" event; the receiver is taken by `serve`.
     pub(crate) revoked_use: tokio::sync::mpsc::Sender<medsec_core::CertSerial>,
     pub(crate) revoked_use_rx: Mutex<Option<tokio::sync::mpsc::Receiver<medsec_core::CertSerial>>>,
+    /// Counters and histograms exposed at `/metrics`; kept even when the route is off (a few
+    /// atomics), so turning it on needs no code path change.
+    pub(crate) metrics: crate::metrics::Metrics,
+    /// Whether the plain listener serves `/metrics`.
+    pub metrics_enabled: bool,
+    /// Claims of periodic jobs shared with the other replicas on the same database; `None`
+    /// for a single process, which runs every job itself.
+    pub leases: Option<Arc<dyn medsec_core::JobLeases>>,
+    /// This process's name among the replicas (recorded with the job runs it claims).
+    pub replica: String,
+    /// How often the periodic jobs run (one claim per job per interval across replicas).
+    pub jobs_interval: Duration,
+    /// The store's connection-pool figures for `/metrics`, when the binary supplies them.
+    pub(crate) pool_stats: Option<crate::metrics::PoolStatsFn>,
+    /// The last failed issuing-key load seen by `/readyz` and why, so probes do not rerun the
+    /// key's KDF every few seconds.
+    pub(crate) key_failure: Mutex<Option<(Instant, String)>>,
 }
 
 fn cvd_limiter(s: &crate::postmarket_api::PostmarketSettings) -> crate::limit::RateLimiter {
@@ -121,7 +138,38 @@ impl<S: CaStore> AppState<S> {
             last_purge: Mutex::new(None),
             revoked_use,
             revoked_use_rx: Mutex::new(Some(revoked_use_rx)),
+            metrics: crate::metrics::Metrics::default(),
+            metrics_enabled: true,
+            pool_stats: None,
+            key_failure: Mutex::new(None),
+            leases: None,
+            replica: crate::cluster::replica_id(),
+            jobs_interval: Duration::from_secs(30),
         }
+    }
+
+    /// Runs the periodic jobs every `interval`, each claimed through `leases` so that the
+    /// replicas sharing one database run each job once per interval.
+    pub fn with_jobs(
+        mut self,
+        interval: Duration,
+        leases: Option<Arc<dyn medsec_core::JobLeases>>,
+    ) -> Self {
+        self.jobs_interval = interval.max(Duration::from_secs(1));
+        self.leases = leases;
+        self
+    }
+
+    /// Serves `/metrics` on the plain listener (the default) or not.
+    pub fn with_metrics(mut self, enabled: bool) -> Self {
+        self.metrics_enabled = enabled;
+        self
+    }
+
+    /// Adds the store's connection-pool gauges to `/metrics` (none when `None`).
+    pub fn with_pool_stats(mut self, f: Option<crate::metrics::PoolStatsFn>) -> Self {
+        self.pool_stats = f;
+        self
     }
 
     /// Serves the dashboard: users and sessions, the fleet read model and the audit log.
@@ -273,22 +321,42 @@ impl RevocationWatch {
             }
         };
         let new: HashSet<Vec<u8>> = serials.iter().map(|s| s.as_bytes().to_vec()).collect();
-        let changed = self.revoked.read().map(|cur| *cur != new).unwrap_or(true);
-        if !changed {
-            return;
-        }
+        // The serials revoked since the last look decide which CRL shards to reissue.
+        let added: Option<Vec<medsec_core::CertSerial>> = match self.revoked.read() {
+            Ok(cur) if *cur == new => return,
+            Ok(cur) => Some(
+                serials
+                    .iter()
+                    .filter(|s| !cur.contains(s.as_bytes()))
+                    .cloned()
+                    .collect(),
+            ),
+            Err(_) => None,
+        };
         if let Ok(mut cur) = self.revoked.write() {
             *cur = new;
         }
         self.generation.fetch_add(1, Ordering::AcqRel);
         state.ocsp_cache.clear();
-        // Regenerate every CRL now, so the distribution point serves the revocation at once.
-        if let Ok(cas) = state.ca.list_cas().await {
-            for c in cas.iter().filter(|c| c.key_ref.is_some()) {
-                if let Err(e) = state.ca.generate_crl(&c.name, &state.actor).await {
-                    tracing::warn!("CRL regeneration for {} failed: {e}", c.name);
+        // Regenerate the affected CRLs now, so the distribution points serve the revocation at
+        // once: every unsharded CA's CRL, and of a sharded CA only the shards that changed.
+        let affected = state
+            .ca
+            .crls_affected_by(added.as_deref().unwrap_or(&serials))
+            .await;
+        match affected {
+            Ok(list) => {
+                for (name, shard) in list {
+                    if let Err(e) = state
+                        .ca
+                        .generate_crl_shard(&name, shard, &state.actor)
+                        .await
+                    {
+                        tracing::warn!("CRL regeneration for {name} shard {shard} failed: {e}");
+                    }
                 }
             }
+            Err(e) => tracing::warn!("CRL regeneration after revocation failed: {e}"),
         }
     }
 

@@ -95,23 +95,30 @@ async fn connection<S: CaStore>(
             }
             if batch.len() >= MAX_BATCH {
                 let b = std::mem::take(&mut batch);
-                ingest(svc, b).await?;
+                ingest(svc, &st.metrics, b).await?;
             }
         }
         if !batch.is_empty() {
-            ingest(svc, batch).await?;
+            ingest(svc, &st.metrics, batch).await?;
         }
     }
 }
 
 async fn ingest(
     svc: &medsec_postmarket::service::PostmarketService,
+    metrics: &crate::metrics::Metrics,
     batch: Vec<AttributedEvent>,
 ) -> Result<(), String> {
-    svc.ingest_attributed(EventSource::Syslog, batch, OffsetDateTime::now_utc())
+    let out = svc
+        .ingest_attributed(EventSource::Syslog, batch, OffsetDateTime::now_utc())
         .await
-        .map(|_| ())
-        .map_err(|e| e.to_string())
+        .map_err(|e| e.to_string())?;
+    metrics.events(
+        crate::metrics::EventChannel::Syslog,
+        out.accepted,
+        out.duplicates,
+    );
+    Ok(())
 }
 
 /// The sender's certificate decides: a device speaks for itself; only a configured gateway may

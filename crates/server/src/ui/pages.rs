@@ -1092,7 +1092,20 @@ async fn triage<S: CaStore>(State(st): St<S>, h: HeaderMap, Form(f): Form<Triage
 // Updates
 // ---------------------------------------------------------------------------------------------
 
-async fn updates<S: CaStore>(State(st): St<S>, h: HeaderMap, Query(d): Query<Done>) -> UiResult {
+#[derive(Deserialize, Default)]
+pub struct UpdatesParams {
+    /// Page of the releases table.
+    rp: Option<usize>,
+    /// Page of the rollouts.
+    op: Option<usize>,
+}
+
+async fn updates<S: CaStore>(
+    State(st): St<S>,
+    h: HeaderMap,
+    Query(d): Query<Done>,
+    Query(up): Query<UpdatesParams>,
+) -> UiResult {
     let s = signed_in!(st, h);
     let dir = st.director.as_deref().ok_or_else(|| {
         UiError::new(
@@ -1105,13 +1118,40 @@ async fn updates<S: CaStore>(State(st): St<S>, h: HeaderMap, Query(d): Query<Don
         .list_releases(None)
         .await
         .map_err(|e| UiError::internal("releases", &e))?;
-    let rollouts = dir
+    let mut rollouts = dir
         .store()
         .list_rollouts(None)
         .await
         .map_err(|e| UiError::internal("rollouts", &e))?;
+    // Running ones first (they may need a hand on pause/abort), then newest first.
+    rollouts.sort_by_key(|r| {
+        (
+            !matches!(
+                r.state,
+                medsec_updates::RolloutState::Active | medsec_updates::RolloutState::Paused
+            ),
+            std::cmp::Reverse(r.created_at),
+        )
+    });
+    const RELEASES_PER: usize = 50;
+    const ROLLOUTS_PER: usize = 10;
+    let (rp, op) = (up.rp.unwrap_or(0), up.op.unwrap_or(0));
+    let release_count = releases.len();
+    let mut releases = releases;
+    // Per model, newest first.
+    releases.sort_by(|a, b| {
+        (a.model.as_str(), std::cmp::Reverse(a.security_version))
+            .cmp(&(b.model.as_str(), std::cmp::Reverse(b.security_version)))
+    });
+    let releases: Vec<_> = releases
+        .into_iter()
+        .skip(rp * RELEASES_PER)
+        .take(RELEASES_PER)
+        .collect();
+    let rollout_count = rollouts.len();
     let mut views = Vec::new();
-    for r in &rollouts {
+    // Only the shown page's views: each costs the cohort's device reports.
+    for r in rollouts.iter().skip(op * ROLLOUTS_PER).take(ROLLOUTS_PER) {
         views.push(
             dir.view(&r.id)
                 .await
@@ -1128,6 +1168,10 @@ async fn updates<S: CaStore>(State(st): St<S>, h: HeaderMap, Query(d): Query<Don
             table {
                 thead { tr { th scope="col" { "Model" } th scope="col" { "Version" } th scope="col" { "Security version" } th scope="col" { "Hardware" } th scope="col" { "Length" } } }
                 tbody { @for r in &releases { tr { td { (r.model) } td { (r.version) } td { (r.security_version) } td { (r.hardware_id) } td { (r.length) } } } }
+            }
+            nav.pager aria-label="Release pages" {
+                @if rp > 0 { a href=(format!("/ui/updates?rp={}&op={op}", rp - 1)) { "Previous releases" } }
+                @if (rp + 1) * RELEASES_PER < release_count { a href=(format!("/ui/updates?rp={}&op={op}", rp + 1)) { "Next releases" } }
             }
             h2 { "Rollouts" }
             @for v in &views {
@@ -1149,6 +1193,10 @@ async fn updates<S: CaStore>(State(st): St<S>, h: HeaderMap, Query(d): Query<Don
                 }
             }
             @if views.is_empty() { p { "No rollouts yet." } }
+            nav.pager aria-label="Rollout pages" {
+                @if op > 0 { a href=(format!("/ui/updates?rp={rp}&op={}", op - 1)) { "Previous rollouts" } }
+                @if (op + 1) * ROLLOUTS_PER < rollout_count { a href=(format!("/ui/updates?rp={rp}&op={}", op + 1)) { "More rollouts" } }
+            }
         },
     ))
 }
