@@ -3,13 +3,18 @@
 //!
 //! A file that fails any check yields an error and no partial result: callers store all of an
 //! SBOM or none of it.
+//!
+//! `cargo_lock` goes the other way for Rust: a workspace's `Cargo.lock` becomes an SBOM, which
+//! is how medsec's own supply chain is described (docs/supply-chain.md).
 
+mod cargo_lock;
 mod cyclonedx;
 mod diff;
 mod export;
 mod license;
 mod spdx;
 
+pub use cargo_lock::{CargoLock, LockSource, LockedPackage, parse_cargo_lock};
 pub use diff::{Change, Diff, apply_support_csv, diff};
 pub use export::{ExportMeta, SerialNumber, Timestamp, to_cyclonedx_json};
 use medsec_core::Purl;
