@@ -41,7 +41,7 @@ pub async fn advisory_cmd(app: &App, c: AdvisoryCmd) -> Result<ExitCode> {
     )
     .map_err(p)?;
     // Release history only: reading it must not create the director's key as a side effect.
-    let releases: &dyn medsec_updates::UpdateStore = &app.store;
+    let releases: &dyn medsec_updates::UpdateStore = &*app.store;
     let now = OffsetDateTime::now_utc();
     let gen_version = env!("CARGO_PKG_VERSION");
     match c {

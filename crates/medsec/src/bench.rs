@@ -61,7 +61,183 @@ pub async fn run(cmd: &BenchCmd) -> Result<()> {
             components,
             advisories,
         } => rematch(*sboms, *components, *advisories).await,
+        BenchCmd::Crl {
+            certs,
+            revoked,
+            shards,
+        } => crl(*certs, *revoked, shards),
     }
+}
+
+/// One row of the CRL table: the CRLs one layout publishes.
+struct CrlRow {
+    layout: String,
+    entries: Vec<usize>,
+    secs: Vec<f64>,
+    bytes: Vec<usize>,
+}
+
+fn mean_max<T: Copy + Into<f64>>(v: &[T]) -> (f64, f64) {
+    let n = v.len().max(1) as f64;
+    let sum: f64 = v.iter().map(|x| (*x).into()).sum();
+    let max = v.iter().map(|x| (*x).into()).fold(0.0, f64::max);
+    (sum / n, max)
+}
+
+/// Whole versus sharded CRLs for a large fleet. Certificates are only serials here (what a CRL
+/// needs); every CRL is encoded and signed with a P-256 key as the CA's would be. What a relying
+/// party downloads to check one certificate is one CRL of the layout: the size column.
+fn crl(certs: usize, revoked: usize, shard_counts: &[u32]) -> Result<()> {
+    use medsec_ca::{CrlContent, Revocation, crl_shard_of, crl_shard_url, encode_crl};
+    use medsec_core::{CertSerial, RevocationReason};
+    if revoked > certs {
+        bail!("--revoked cannot exceed --certs");
+    }
+    if let Some(n) = shard_counts
+        .iter()
+        .find(|n| **n < 2 || **n > medsec_ca::MAX_CRL_SHARDS)
+    {
+        bail!(
+            "shard counts are 2 to {}; got {n}",
+            medsec_ca::MAX_CRL_SHARDS
+        );
+    }
+    let t = Instant::now();
+    let serials: Vec<CertSerial> = (0..certs)
+        .map(|_| medsec_ca::new_serial())
+        .collect::<Result<_, _>>()?;
+    let serial_secs = t.elapsed().as_secs_f64();
+    // Random serials, so the first `revoked` are as good a sample as any; reasons and times
+    // vary as in a real fleet (the reason code and time are in every entry).
+    let now = time::OffsetDateTime::now_utc().replace_nanosecond(0)?;
+    let reasons = [
+        RevocationReason::KeyCompromise,
+        RevocationReason::Superseded,
+        RevocationReason::CessationOfOperation,
+        RevocationReason::Unspecified,
+    ];
+    let rev: Vec<(CertSerial, Revocation)> = serials[..revoked]
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            (
+                s.clone(),
+                Revocation {
+                    reason: reasons[i % reasons.len()],
+                    revoked_at: now - Duration::seconds(i as i64),
+                    invalidity_date: None,
+                },
+            )
+        })
+        .collect();
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new())?;
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Constrained(0));
+    params.key_usages = vec![
+        rcgen::KeyUsagePurpose::KeyCertSign,
+        rcgen::KeyUsagePurpose::CrlSign,
+    ];
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "medsec bench Issuing CA");
+    let issuer = rcgen::Issuer::new(params, key);
+    let ski = [0x42u8; 20];
+    let template = "http://pki.example/crl/issuing/{shard}.crl";
+    let encode =
+        |entries: &[(CertSerial, Revocation)], idp: Option<&str>| -> Result<(f64, usize)> {
+            let t = Instant::now();
+            let der = encode_crl(
+                &issuer,
+                Some(&ski),
+                &CrlContent {
+                    number: 1,
+                    this_update: now,
+                    next_update: now + Duration::days(1),
+                    revoked: entries,
+                    idp_url: idp,
+                },
+            )?;
+            Ok((t.elapsed().as_secs_f64(), der.len()))
+        };
+
+    let mut rows = Vec::new();
+    let (secs, bytes) = encode(&rev, None)?;
+    rows.push(CrlRow {
+        layout: "whole (1 CRL)".into(),
+        entries: vec![rev.len()],
+        secs: vec![secs],
+        bytes: vec![bytes],
+    });
+    let mut assign = Vec::new();
+    for &n in shard_counts {
+        // The shard of every certificate, as issuance computes it (the CRL needs only the
+        // revoked ones; this is the fleet-wide cost of the assignment).
+        let t = Instant::now();
+        let mut per_shard = vec![0usize; n as usize + 1];
+        for s in &serials {
+            per_shard[crl_shard_of(s, n) as usize] += 1;
+        }
+        assign.push((n, t.elapsed().as_secs_f64(), per_shard));
+        let mut parts: Vec<Vec<(CertSerial, Revocation)>> = vec![Vec::new(); n as usize];
+        for r in &rev {
+            parts[crl_shard_of(&r.0, n) as usize - 1].push(r.clone());
+        }
+        let mut row = CrlRow {
+            layout: format!("{n} shards"),
+            entries: Vec::new(),
+            secs: Vec::new(),
+            bytes: Vec::new(),
+        };
+        for (i, part) in parts.iter().enumerate() {
+            let url = crl_shard_url(template, i as u32 + 1);
+            let (secs, bytes) = encode(part, Some(&url))?;
+            row.entries.push(part.len());
+            row.secs.push(secs);
+            row.bytes.push(bytes);
+        }
+        rows.push(row);
+    }
+
+    println!(
+        "CRLs for {certs} certificates, {revoked} revoked (P-256 signatures; serials generated in {serial_secs:.2} s)\n"
+    );
+    println!(
+        "| layout | entries per CRL (mean / max) | generation per CRL (mean / max) | generation, all CRLs | size per CRL (mean / max) | size, all CRLs |"
+    );
+    println!("|---|---|---|---|---|---|");
+    for r in &rows {
+        let e: Vec<f64> = r.entries.iter().map(|x| *x as f64).collect();
+        let b: Vec<f64> = r.bytes.iter().map(|x| *x as f64).collect();
+        let (e_mean, e_max) = mean_max(&e);
+        let (s_mean, s_max) = mean_max(&r.secs);
+        let (b_mean, b_max) = mean_max(&b);
+        println!(
+            "| {} | {:.0} / {:.0} | {:.1} ms / {:.1} ms | {:.1} ms | {:.1} KiB / {:.1} KiB | {:.1} KiB |",
+            r.layout,
+            e_mean,
+            e_max,
+            s_mean * 1e3,
+            s_max * 1e3,
+            r.secs.iter().sum::<f64>() * 1e3,
+            b_mean / 1024.0,
+            b_max / 1024.0,
+            r.bytes.iter().sum::<usize>() as f64 / 1024.0,
+        );
+    }
+    println!();
+    for (n, secs, per_shard) in assign {
+        let counts: Vec<f64> = per_shard[1..].iter().map(|x| *x as f64).collect();
+        let (mean, max) = mean_max(&counts);
+        let min = counts.iter().copied().fold(f64::INFINITY, f64::min);
+        println!(
+            "- {n} shards: assigning all {certs} certificates took {:.0} ms; certificates per shard {min:.0} to {max:.0} (mean {mean:.0})",
+            secs * 1e3
+        );
+    }
+    if let Some(kib) = peak_rss_kib() {
+        println!("- peak RSS {:.0} MiB", kib as f64 / 1024.0);
+    }
+    Ok(())
 }
 
 /// A zip of `n` OSV records shaped like GitHub advisories (summary, details, references,
@@ -122,6 +298,7 @@ async fn fresh_app(tmp: &tempfile::TempDir) -> Result<(crate::App, std::path::Pa
         Some("bench"),
         false,
         Synchronous::Full,
+        None,
     )
     .await?;
     Ok((app, dir))
@@ -459,6 +636,7 @@ async fn setup(
             Some("bench"),
             false,
             Synchronous::Full,
+            None,
         )
         .await?,
     );
@@ -477,6 +655,7 @@ async fn setup(
         urls: CaUrls {
             crl_url_template: Some("http://127.0.0.1:8080/crl/{ca}.crl".into()),
             ocsp_url: Some("http://127.0.0.1:8080/ocsp".into()),
+            crl_shards: 1,
         },
     };
     app.ca.init(&spec, &app.actor).await?;
@@ -530,7 +709,7 @@ async fn issue(count: usize, concurrency: usize, dir: Option<std::path::PathBuf>
     let elapsed = start.elapsed();
     let (rows, distinct): (i64, i64) =
         sqlx::query_as("SELECT COUNT(*), COUNT(DISTINCT serial) FROM certs")
-            .fetch_one(app.store.pool())
+            .fetch_one(app.sqlite_pool()?)
             .await?;
     if rows as usize != count || distinct != rows {
         bail!(
@@ -577,7 +756,7 @@ async fn est(count: usize, concurrency: usize) -> Result<()> {
     let root_pem = medsec_ca::pem_encode_cert(&root.cert_der);
 
     // The server runs in this process on its own CA handle over the same store.
-    let auth: Arc<dyn medsec_auth::AuthStore> = Arc::new(app.store.clone());
+    let auth: Arc<dyn medsec_auth::AuthStore> = app.store.clone();
     let server_ca = medsec_ca::Ca::new(app.store.clone(), app.keys.clone());
     let state = Arc::new(
         medsec_server::AppState::new(server_ca, Some(profile.name.clone()), auth)
@@ -634,7 +813,7 @@ async fn est(count: usize, concurrency: usize) -> Result<()> {
     lat.sort();
     let pct = |p: f64| lat[((lat.len() as f64 - 1.0) * p) as usize].as_secs_f64() * 1000.0;
     let stored: (i64,) = sqlx::query_as("SELECT COUNT(*) FROM certs")
-        .fetch_one(app.store.pool())
+        .fetch_one(app.sqlite_pool()?)
         .await?;
     if stored.0 as usize != count {
         bail!("expected {count} stored certificates, found {}", stored.0);
@@ -883,7 +1062,7 @@ async fn events(
 
     // The server: the same wiring as `medsec serve` for the device gateway, post-market on
     // with the built-in detection rules.
-    let pm_store: Arc<dyn medsec_postmarket::store::PostmarketStore> = Arc::new(app.store.clone());
+    let pm_store: Arc<dyn medsec_postmarket::store::PostmarketStore> = app.store.clone();
     let svc = Arc::new(
         medsec_postmarket::service::PostmarketService::open(
             pm_store,
@@ -893,7 +1072,7 @@ async fn events(
         .await?,
     );
     let rules = svc.rules().rules().len();
-    let auth: Arc<dyn medsec_auth::AuthStore> = Arc::new(app.store.clone());
+    let auth: Arc<dyn medsec_auth::AuthStore> = app.store.clone();
     let server_ca = medsec_ca::Ca::new(app.store.clone(), app.keys.clone());
     let state = Arc::new(
         medsec_server::AppState::new(server_ca, Some(profile.name.clone()), auth)
@@ -1042,12 +1221,12 @@ async fn events(
     }
     let elapsed = start.elapsed();
     let (stored,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM pm_events")
-        .fetch_one(app.store.pool())
+        .fetch_one(app.sqlite_pool()?)
         .await?;
     let (incidents, detections_stored): (i64, i64) = sqlx::query_as(
         "SELECT COUNT(*), COALESCE(SUM(json_array_length(body, '$.timeline')), 0) FROM pm_incidents",
     )
-    .fetch_one(app.store.pool())
+    .fetch_one(app.sqlite_pool()?)
     .await?;
     all.latencies.sort();
     let pct = |p: f64| {

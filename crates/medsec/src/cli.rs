@@ -31,6 +31,13 @@ pub struct Cli {
     /// Machine-readable JSON output.
     #[arg(long, global = true)]
     pub json: bool,
+    /// Database: `postgres://user@host:port/db` selects PostgreSQL (several `medsec serve`
+    /// replicas can share it); unset, the SQLite file in the data directory (the default).
+    /// Also `database_url` in medsec.toml's [store] (or [server]). CA keys stay in the data
+    /// directory's key source either way. Prefer ~/.pgpass or PGPASSWORD to a password in the
+    /// URL.
+    #[arg(long, global = true, env = "MEDSEC_DATABASE_URL", value_name = "URL")]
+    pub database: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -117,6 +124,38 @@ pub enum Command {
     /// Benchmarks.
     #[command(subcommand)]
     Bench(BenchCmd),
+    /// The database itself: move the SQLite dataset to PostgreSQL.
+    #[command(subcommand)]
+    Store(StoreCmd),
+    /// Write a consistent backup of the database (SQLite: online copy; PostgreSQL: pg_dump -Fc).
+    /// CA keys are not in it: back up the data directory's keys/ separately.
+    Backup {
+        /// The backup file to create (never overwritten).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Restore a backup made by `medsec backup`, after verifying its audit chain. Stop
+    /// `medsec serve` first.
+    Restore {
+        /// The backup file.
+        #[arg(long)]
+        from: PathBuf,
+        /// SQLite: replace an existing database (kept as medsec.db.before-restore).
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum StoreCmd {
+    /// Copy the data directory's SQLite dataset into an EMPTY PostgreSQL database, verbatim
+    /// (audit chain included), in one transaction, then verify counts and the audit chain.
+    /// Stop `medsec serve` first: writes made during the copy stay in SQLite only.
+    Migrate {
+        /// The target database, postgres://...
+        #[arg(long, value_name = "URL")]
+        to: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -403,6 +442,29 @@ pub enum SbomCmd {
         #[arg(long)]
         replace: bool,
     },
+    /// A Rust workspace's Cargo.lock as a CycloneDX 1.5 JSON SBOM (offline): crates.io
+    /// packages with pkg:cargo purls and SHA-256, workspace packages as the product's own,
+    /// the lock's dependency graph. The serial number is derived from the inputs, so the same
+    /// lock gives the same SBOM (pin the time with --timestamp or SOURCE_DATE_EPOCH).
+    FromCargoLock {
+        /// The workspace's Cargo.lock.
+        lockfile: PathBuf,
+        /// Where to write the SBOM (default: stdout).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// The application described (metadata.component).
+        #[arg(long, default_value = "medsec")]
+        product: String,
+        /// Its version; by default the version of the workspace package named like --product.
+        #[arg(long)]
+        product_version: Option<String>,
+        /// metadata.manufacture and the application's supplier.
+        #[arg(long, default_value = "medsec project")]
+        manufacturer: String,
+        /// metadata.timestamp, RFC 3339; by default SOURCE_DATE_EPOCH, else now.
+        #[arg(long)]
+        timestamp: Option<String>,
+    },
     /// A stored SBOM as CycloneDX 1.5 JSON, with support level and end-of-support properties.
     Export {
         #[arg(long)]
@@ -571,6 +633,18 @@ pub struct ServeArgs {
     /// Syslog-over-TLS address for gateways (overrides postmarket.syslog_addr).
     #[arg(long, env = "MEDSEC_SYSLOG_ADDR")]
     pub syslog: Option<std::net::SocketAddr>,
+    /// Log lines as text or as one JSON object per line (overrides server.log_format).
+    #[arg(long, env = "MEDSEC_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
+}
+
+/// How `serve` writes its log to stderr.
+#[derive(clap::ValueEnum, serde::Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
 }
 
 #[derive(Subcommand, Debug)]
@@ -1043,6 +1117,17 @@ pub enum BenchCmd {
         components: usize,
         #[arg(long, default_value_t = 50000)]
         advisories: usize,
+    },
+    /// CRL generation (encode + sign, in memory) for a fleet of --certs certificates of which
+    /// --revoked are revoked: one whole CRL against the CA partitioned into each of --shards.
+    Crl {
+        #[arg(long, default_value_t = 1_000_000)]
+        certs: usize,
+        #[arg(long, default_value_t = 100_000)]
+        revoked: usize,
+        /// Shard counts to compare with the whole CRL (comma-separated).
+        #[arg(long, default_value = "16,64", value_delimiter = ',')]
+        shards: Vec<u32>,
     },
     /// Matching through the store: SBOMs stored as firmware versions and advisories imported
     /// first (not timed), then `vuln match` over all of them (index built once, findings

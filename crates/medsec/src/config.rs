@@ -18,6 +18,16 @@ pub struct Config {
     pub vex: VexConfig,
     #[serde(default)]
     pub postmarket: PostmarketConfig,
+    #[serde(default)]
+    pub store: StoreConfig,
+}
+
+/// Where the data lives.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// `postgres://...` selects PostgreSQL; unset, SQLite in the data directory.
+    pub database_url: Option<String>,
 }
 
 /// Post-market surveillance: event retention, syslog intake, CVD and security.txt, report
@@ -128,6 +138,15 @@ pub struct ServerConfig {
     /// EST enrollment requests per second (and burst) allowed per client IP address.
     pub est_rate_per_sec: f64,
     pub est_rate_burst: f64,
+    /// Serve Prometheus metrics at `/metrics` on the plain HTTP listener.
+    pub metrics: bool,
+    /// `text` (default) or `json`: one JSON object per log line.
+    pub log_format: crate::cli::LogFormat,
+    /// The same as `[store] database_url` (one of the two, or both equal).
+    pub database_url: Option<String>,
+    /// Seconds between runs of the periodic jobs (supersession, CRL refresh, event retention);
+    /// replicas on one database claim each run, so each job runs once per interval among them.
+    pub jobs_interval_secs: u64,
 }
 
 impl Default for ServerConfig {
@@ -144,6 +163,10 @@ impl Default for ServerConfig {
             ocsp_cache_secs: 60,
             est_rate_per_sec: 50.0,
             est_rate_burst: 200.0,
+            metrics: true,
+            log_format: crate::cli::LogFormat::Text,
+            database_url: None,
+            jobs_interval_secs: 30,
         }
     }
 }
@@ -161,6 +184,21 @@ pub struct PkiConfig {
     pub issuing_validity_days: u32,
     pub root_crl_hours: u32,
     pub issuing_crl_hours: u32,
+    /// CRL shards of issuing CAs created from now on (1: one CRL per CA). With more, each
+    /// certificate names its shard's CRL and `crl_url` must contain `{shard}`; unset, the
+    /// default URL becomes `.../crl/{ca}/{shard}.crl`. Roots are never sharded.
+    pub crl_shards: u32,
+}
+
+impl PkiConfig {
+    /// `crl_url`, or `default` (a `.../{ca}.crl` URL) with a `{shard}` level when sharded.
+    pub fn crl_url_template(&self, default: &str) -> String {
+        match &self.crl_url {
+            Some(u) => u.clone(),
+            None if self.crl_shards > 1 => default.replace("{ca}.crl", "{ca}/{shard}.crl"),
+            None => default.to_owned(),
+        }
+    }
 }
 
 impl Default for PkiConfig {
@@ -176,6 +214,7 @@ impl Default for PkiConfig {
             issuing_validity_days: 10 * 365,
             root_crl_hours: 30 * 24,
             issuing_crl_hours: 24,
+            crl_shards: 1,
         }
     }
 }
@@ -237,6 +276,22 @@ impl Config {
                 p.display()
             );
         }
+        if let (Some(a), Some(b)) = (&cfg.store.database_url, &cfg.server.database_url)
+            && a != b
+        {
+            bail!(
+                "config {}: store.database_url and server.database_url differ; set one",
+                p.display()
+            );
+        }
         Ok(cfg)
+    }
+
+    /// The configured database URL (`[store]`, else `[server]`).
+    pub fn database_url(&self) -> Option<&str> {
+        self.store
+            .database_url
+            .as_deref()
+            .or(self.server.database_url.as_deref())
     }
 }

@@ -2,11 +2,10 @@
 //! test evidence it summarises.
 
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::{Context, Result, anyhow};
 use medsec_core::{DeviceModel, FirmwareVersion};
-use medsec_docs::evidence::{EvidenceKind, EvidenceStore, NewEvidence, TestCategory};
+use medsec_docs::evidence::{EvidenceKind, NewEvidence, TestCategory};
 use medsec_docs::set::{Format, build_documents};
 use medsec_risk::service::RiskService;
 use medsec_server::{DocSources, Problem, docs_inputs};
@@ -89,7 +88,7 @@ async fn inputs(
 ) -> Result<(medsec_docs::inputs::DocInputs, OffsetDateTime)> {
     let model = DeviceModel::parse(model)?;
     let version = FirmwareVersion::parse(version)?;
-    let risk = RiskService::new(Arc::new(app.store.clone()));
+    let risk = RiskService::new(app.store.clone());
     let pm = crate::postmarket::service(app).await?;
     let settings = crate::postmarket::settings(&app.cfg, app.cfg.server.https_addr.port())?;
     let (publisher, _) = crate::inventory::publisher(&app.cfg);
@@ -100,8 +99,8 @@ async fn inputs(
         inventory: &app.inv,
         risk: &risk,
         postmarket: Some(&pm),
-        releases: Some(&app.store),
-        evidence: Some(&app.store),
+        releases: Some(&*app.store),
+        evidence: Some(&*app.store),
         tuf_dir: Some(&tuf),
         manufacturer: &publisher,
         settings: &settings,

@@ -146,7 +146,7 @@ pub async fn sbom_cmd(app: &App, c: SbomCmd) -> Result<ExitCode> {
             let b = app.inv.sbom(&m, &FirmwareVersion::parse(&new)?).await?;
             print_diff(&medsec_sbom::diff(&a.sbom, &b.sbom), app.json)?;
         }
-        SbomCmd::Show { .. } | SbomCmd::Diff { .. } => {
+        SbomCmd::Show { .. } | SbomCmd::Diff { .. } | SbomCmd::FromCargoLock { .. } => {
             bail!("offline sbom commands are handled before the data directory is opened")
         }
     }

@@ -7,9 +7,11 @@ mod config;
 mod docs;
 mod inventory;
 mod keys;
+mod logging;
 mod postmarket;
 mod risk;
 mod serve;
+mod store_cmd;
 mod ui;
 mod updates;
 mod vuln;
@@ -25,7 +27,7 @@ use medsec_ca::{Ca, CaInitSpec, CaRecord, CaUrls, CertFilter, CertRecord, CertSt
 use medsec_core::{
     Actor, CertSerial, DeviceId, DeviceModel, DeviceSerial, KeyAlgorithm, Name, RevocationReason,
 };
-use medsec_store::{AuditLog, SqliteStore, Synchronous};
+use medsec_store::{Backend, PgSettings, PgStore, SqliteStore, Synchronous};
 use serde_json::json;
 use time::format_description::well_known::Rfc3339;
 use time::{Duration, OffsetDateTime};
@@ -36,16 +38,12 @@ use crate::keys::Keys;
 
 /// Exit code when `audit verify` finds a broken chain (distinct from ordinary errors, 1).
 const EXIT_AUDIT_BROKEN: u8 = 3;
+/// Exit code when a migration or restore refuses a target that already holds data.
+const EXIT_TARGET_NOT_EMPTY: u8 = 4;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    logging::init(&cli);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -59,7 +57,7 @@ fn main() -> ExitCode {
     match rt.block_on(run(cli)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            logging::fatal(&e);
             ExitCode::from(1)
         }
     }
@@ -67,16 +65,29 @@ fn main() -> ExitCode {
 
 pub struct App {
     pub data_dir: PathBuf,
-    pub ca: Ca<SqliteStore>,
+    pub ca: Ca<Arc<dyn Backend>>,
     pub inv: medsec_inventory::Inventory,
-    pub store: SqliteStore,
+    /// The back end chosen at start; each service takes it upcast to the trait it needs.
+    pub store: Arc<dyn Backend>,
+    /// The same store when it is SQLite (benchmarks count rows through its pool).
+    pub sqlite: Option<SqliteStore>,
     pub keys: Arc<Keys>,
     pub actor: Actor,
     pub cfg: Config,
     pub json: bool,
 }
 
-fn create_private_dir(dir: &Path) -> Result<()> {
+impl App {
+    /// The SQLite pool, for the benchmarks that count rows with SQL of their own.
+    pub fn sqlite_pool(&self) -> Result<&sqlx::SqlitePool> {
+        self.sqlite
+            .as_ref()
+            .map(|s| s.pool())
+            .context("this command needs the SQLite database (it is running on PostgreSQL)")
+    }
+}
+
+pub(crate) fn create_private_dir(dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     #[cfg(unix)]
     {
@@ -87,6 +98,63 @@ fn create_private_dir(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Which database a command works on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Database {
+    /// `medsec.db` in the data directory (the default).
+    Sqlite(PathBuf),
+    /// A PostgreSQL URL.
+    Postgres(String),
+}
+
+/// The SQLite file of a data directory.
+pub fn sqlite_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("medsec.db")
+}
+
+/// `--database` (or MEDSEC_DATABASE_URL) wins over medsec.toml; neither means SQLite.
+pub fn choose_database(data_dir: &Path, flag: Option<&str>, cfg: &Config) -> Result<Database> {
+    let url = flag.filter(|s| !s.is_empty()).or(cfg.database_url());
+    match url {
+        None => Ok(Database::Sqlite(sqlite_path(data_dir))),
+        Some(u) => Ok(Database::Postgres(check_postgres_url(u)?.to_string())),
+    }
+}
+
+/// Accepts only PostgreSQL URLs. The URL itself is never echoed: it may carry a password.
+pub fn check_postgres_url(u: &str) -> Result<&str> {
+    if u.starts_with("postgres://") || u.starts_with("postgresql://") {
+        return Ok(u);
+    }
+    let scheme = u.split_once("://").map(|(s, _)| s).unwrap_or("(none)");
+    bail!(
+        "database URL scheme {scheme:?} is not supported: use postgres://user@host:port/db, or leave \
+         --database / MEDSEC_DATABASE_URL / database_url unset for SQLite in the data directory"
+    )
+}
+
+/// Opens the chosen back end, applying pending migrations.
+pub async fn open_backend(
+    db: &Database,
+    sync: Synchronous,
+) -> Result<(Arc<dyn Backend>, Option<SqliteStore>)> {
+    match db {
+        Database::Sqlite(path) => {
+            let s = SqliteStore::open(path, sync)
+                .await
+                .context("opening the database")?;
+            Ok((Arc::new(s.clone()), Some(s)))
+        }
+        Database::Postgres(url) => {
+            let s = PgStore::connect(url, &PgSettings::default())
+                .await
+                .context("opening the PostgreSQL database")?;
+            Ok((Arc::new(s), None))
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 pub async fn open_app(
     data_dir: &Path,
     config: Option<&Path>,
@@ -94,12 +162,12 @@ pub async fn open_app(
     actor: Option<&str>,
     json: bool,
     sync: Synchronous,
+    database: Option<&str>,
 ) -> Result<App> {
     create_private_dir(data_dir)?;
     let cfg = Config::load(data_dir, config)?;
-    let store = SqliteStore::open(&data_dir.join("medsec.db"), sync)
-        .await
-        .context("opening the database")?;
+    let db = choose_database(data_dir, database, &cfg)?;
+    let (store, sqlite) = open_backend(&db, sync).await?;
     let keys = Arc::new(Keys::new(data_dir.join("keys"), passphrase_file, &cfg.keys));
     let actor = match actor {
         Some(a) => Actor::parse(a)?,
@@ -112,8 +180,9 @@ pub async fn open_app(
     Ok(App {
         data_dir: data_dir.to_path_buf(),
         ca,
-        inv: medsec_inventory::Inventory::new(Arc::new(store.clone())),
+        inv: medsec_inventory::Inventory::new(store.clone()),
         store,
+        sqlite,
         keys,
         actor,
         cfg,
@@ -125,12 +194,23 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     if let Command::Bench(b) = &cli.command {
         return bench::run(b).await.map(|_| ExitCode::SUCCESS);
     }
+    // These move the database itself, so they must not open (or create) it first.
+    match &cli.command {
+        Command::Store(c) => return store_cmd::store_cmd(&cli, c).await,
+        Command::Backup { out } => return store_cmd::backup(&cli, out).await,
+        Command::Restore { from, force } => return store_cmd::restore(&cli, from, *force).await,
+        _ => {}
+    }
     // Offline scans and file checks need no data directory.
     match &cli.command {
         Command::Vuln(v @ VulnCmd::Scan { .. }) => {
             return vuln::run(v, cli.json).map(|_| ExitCode::SUCCESS);
         }
-        Command::Sbom(s @ (SbomCmd::Show { .. } | SbomCmd::Diff { model: None, .. })) => {
+        Command::Sbom(
+            s @ (SbomCmd::Show { .. }
+            | SbomCmd::Diff { model: None, .. }
+            | SbomCmd::FromCargoLock { .. }),
+        ) => {
             return vuln::run_sbom(s, cli.json).map(|_| ExitCode::SUCCESS);
         }
         _ => {}
@@ -142,6 +222,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         cli.actor.as_deref(),
         cli.json,
         Synchronous::Full,
+        cli.database.as_deref(),
     )
     .await?;
     match cli.command {
@@ -176,7 +257,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         }) => {
             let role: medsec_auth::Role = role.parse()?;
             let (secret, t) = medsec_auth::create_token(
-                &app.store,
+                &*app.store,
                 &name,
                 role,
                 ttl_days.map(|d| Duration::days(d.into())),
@@ -196,7 +277,12 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Serve(a) => serve::run(app, &a).await.map(|_| ExitCode::SUCCESS),
-        Command::Bench(_) => bail!("bench is handled before the data directory is opened"),
+        Command::Bench(_)
+        | Command::Store(_)
+        | Command::Backup { .. }
+        | Command::Restore { .. } => {
+            bail!("handled before the data directory is opened")
+        }
     }
 }
 
@@ -244,13 +330,7 @@ const DEFAULT_OCSP_URL: &str = "http://127.0.0.1:8080/ocsp";
 
 fn urls(app: &App) -> CaUrls {
     CaUrls {
-        crl_url_template: Some(
-            app.cfg
-                .pki
-                .crl_url
-                .clone()
-                .unwrap_or_else(|| DEFAULT_CRL_URL.into()),
-        ),
+        crl_url_template: Some(app.cfg.pki.crl_url_template(DEFAULT_CRL_URL)),
         ocsp_url: Some(
             app.cfg
                 .pki
@@ -258,6 +338,7 @@ fn urls(app: &App) -> CaUrls {
                 .clone()
                 .unwrap_or_else(|| DEFAULT_OCSP_URL.into()),
         ),
+        crl_shards: app.cfg.pki.crl_shards,
     }
 }
 
@@ -282,6 +363,7 @@ async fn ca_cmd(app: &App, c: CaCmd) -> Result<ExitCode> {
             let u = CaUrls {
                 crl_url_template: a.crl_url.clone().or(defaults.crl_url_template),
                 ocsp_url: a.ocsp_url.clone().or(defaults.ocsp_url),
+                crl_shards: defaults.crl_shards,
             };
             let spec = CaInitSpec {
                 root_name: Name::parse(&a.root_name)?,
@@ -856,7 +938,7 @@ async fn token_cmd(app: &App, c: TokenCmd) -> Result<ExitCode> {
 
 async fn audit_cmd(app: &App, c: AuditCmd) -> Result<ExitCode> {
     match c {
-        AuditCmd::Verify => match medsec_store::verify_audit(&app.store).await? {
+        AuditCmd::Verify => match medsec_store::verify_audit(&*app.store).await? {
             Ok(n) => {
                 out(app, json!({"ok": true, "entries": n}), || {
                     format!("audit log intact: {n} entries")

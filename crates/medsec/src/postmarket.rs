@@ -3,7 +3,6 @@
 
 use std::collections::BTreeSet;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use medsec_core::{Actor, DeviceId, DeviceModel};
@@ -108,7 +107,7 @@ pub fn settings(cfg: &Config, https_port: u16) -> Result<PostmarketSettings> {
 
 pub async fn service(app: &App) -> Result<PostmarketService> {
     Ok(PostmarketService::open(
-        Arc::new(app.store.clone()),
+        app.store.clone(),
         cvd_policy(&app.cfg),
         OffsetDateTime::now_utc(),
     )

@@ -2,7 +2,6 @@
 
 use std::path::Path;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use medsec_core::DeviceModel;
@@ -33,7 +32,7 @@ async fn inputs(app: &App, model: &DeviceModel, days: u32) -> Result<FindingInpu
 }
 
 pub async fn risk_cmd(app: &App, c: RiskCmd) -> Result<ExitCode> {
-    let svc = RiskService::new(Arc::new(app.store.clone()));
+    let svc = RiskService::new(app.store.clone());
     let m = |s: &str| DeviceModel::parse(s);
     match c {
         RiskCmd::SetInventory { model, file } => {

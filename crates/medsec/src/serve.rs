@@ -41,19 +41,16 @@ pub async fn run(app: App, args: &ServeArgs) -> Result<()> {
             root_crl_validity: Duration::hours(pki.root_crl_hours.into()),
             issuing_crl_validity: Duration::hours(pki.issuing_crl_hours.into()),
             urls: CaUrls {
-                crl_url_template: Some(
-                    pki.crl_url
-                        .clone()
-                        .unwrap_or(format!("{base}/crl/{{ca}}.crl")),
-                ),
+                crl_url_template: Some(pki.crl_url_template(&format!("{base}/crl/{{ca}}.crl"))),
                 ocsp_url: Some(pki.ocsp_url.clone().unwrap_or(format!("{base}/ocsp"))),
+                crl_shards: pki.crl_shards,
             },
         };
         app.ca
             .init(&spec, &app.actor)
             .await
             .context("initializing the demo CA")?;
-        eprintln!("initialized a demo CA (root, issuing) in this data directory");
+        crate::logging::note("initialized a demo CA (root, issuing) in this data directory");
     }
     if app.ca.list_profiles().await?.is_empty() {
         let issuer = app
@@ -81,7 +78,7 @@ pub async fn run(app: App, args: &ServeArgs) -> Result<()> {
             rekey_overlap_days: 7,
         };
         app.ca.put_profile(&p, &app.actor).await?;
-        eprintln!("created profile `default` (model demo-device)");
+        crate::logging::note("created profile `default` (model demo-device)");
     }
     let default_profile = match &cfg.default_profile {
         Some(p) => Some(Name::parse(p)?),
@@ -100,16 +97,14 @@ pub async fn run(app: App, args: &ServeArgs) -> Result<()> {
     let tls_cert = cfg.tls_cert.clone();
     let tls_key = cfg.tls_key.clone();
     let names = cfg.names.clone();
-    let auth: Arc<dyn medsec_auth::AuthStore> = Arc::new(app.store.clone());
+    let auth: Arc<dyn medsec_auth::AuthStore> = app.store.clone();
     let (publisher, namespace) = crate::inventory::publisher(&app.cfg);
     let director = Arc::new(crate::updates::director(&app)?);
     let tuf_dir = app.data_dir.join("tuf");
-    let risk = Arc::new(medsec_risk::service::RiskService::new(Arc::new(
-        app.store.clone(),
-    )));
+    let risk = Arc::new(medsec_risk::service::RiskService::new(app.store.clone()));
     let (tuf_keys, tuf_dir_job) = (app.keys.clone(), tuf_dir.clone());
     let pm_settings = crate::postmarket::settings(&app.cfg, addrs.https.port())?;
-    let evidence: Arc<dyn medsec_docs::evidence::EvidenceStore> = Arc::new(app.store.clone());
+    let evidence: Arc<dyn medsec_docs::evidence::EvidenceStore> = app.store.clone();
     let postmarket = Arc::new(crate::postmarket::service(&app).await?);
     let idevid_cas = match &cfg.idevid_ca {
         Some(p) => {
@@ -128,6 +123,16 @@ pub async fn run(app: App, args: &ServeArgs) -> Result<()> {
         }
         None => Vec::new(),
     };
+    // Pool gauges for /metrics; SQLite only for now (the PostgreSQL store could add its own).
+    let pool_stats = app.sqlite.as_ref().map(|s| {
+        let pool = s.pool().clone();
+        let f: medsec_server::PoolStatsFn = Arc::new(move || medsec_server::PoolStats {
+            size: pool.size(),
+            idle: u32::try_from(pool.num_idle()).unwrap_or(u32::MAX),
+            max: pool.options().get_max_connections(),
+        });
+        f
+    });
     let state = Arc::new(
         AppState::new(app.ca, default_profile, auth)
             .with_inventory(Arc::new(app.inv), publisher, namespace)
@@ -136,13 +141,19 @@ pub async fn run(app: App, args: &ServeArgs) -> Result<()> {
             .with_postmarket(postmarket, pm_settings)
             .with_evidence(evidence)
             .with_dashboard(
-                Arc::new(app.store.clone()),
-                Arc::new(app.store.clone()),
+                app.store.clone(),
+                app.store.clone(),
                 Arc::new(crate::ui::StoreAudit(app.store.clone())),
             )
             .with_idevid_cas(idevid_cas)
             .with_ocsp_cache_ttl(std::time::Duration::from_secs(cfg.ocsp_cache_secs))
-            .with_rate_limit(cfg.est_rate_per_sec, cfg.est_rate_burst),
+            .with_rate_limit(cfg.est_rate_per_sec, cfg.est_rate_burst)
+            .with_metrics(cfg.metrics)
+            .with_jobs(
+                std::time::Duration::from_secs(cfg.jobs_interval_secs),
+                Some(app.store.clone()),
+            )
+            .with_pool_stats(pool_stats),
     );
     let identity = match (tls_cert, tls_key) {
         (Some(c), Some(k)) => ServerIdentity::from_pem(

@@ -1,11 +1,12 @@
 //! Dashboard wiring: the audit log adapted to the server's `AuditView`, and `medsec user`.
 
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use medsec_auth::users::{self, UserStore, Username};
 use medsec_server::{AuditRow, AuditView};
-use medsec_store::{AuditLog, SqliteStore, verify_audit};
+use medsec_store::{Backend, verify_audit};
 use serde_json::json;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -14,12 +15,12 @@ use crate::cli::UserCmd;
 use crate::{App, out};
 
 /// The store's audit log as the dashboard reads it.
-pub struct StoreAudit(pub SqliteStore);
+pub struct StoreAudit(pub Arc<dyn Backend>);
 
 #[async_trait::async_trait]
 impl AuditView for StoreAudit {
     async fn verify(&self) -> Result<u64, String> {
-        match verify_audit(&self.0).await {
+        match verify_audit(&*self.0).await {
             Ok(Ok(n)) => Ok(n),
             Ok(Err(b)) => Err(b.to_string()),
             Err(e) => Err(e.to_string()),
@@ -60,7 +61,7 @@ fn password() -> Result<String> {
 }
 
 pub async fn user_cmd(app: &App, c: UserCmd) -> Result<ExitCode> {
-    let store: &dyn UserStore = &app.store;
+    let store: &dyn UserStore = &*app.store;
     match c {
         UserCmd::Create { name, role } => {
             let role: medsec_auth::Role = role.parse()?;

@@ -33,10 +33,7 @@ pub fn director(app: &App) -> Result<Director> {
             .with_context(|| format!("writing {}", refp.display()))?;
         s
     };
-    Ok(Director::new(
-        Arc::new(app.store.clone()),
-        Arc::from(signer),
-    ))
+    Ok(Director::new(app.store.clone(), Arc::from(signer)))
 }
 
 fn parse_cohort(s: &str) -> Result<Cohort> {

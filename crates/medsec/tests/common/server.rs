@@ -41,6 +41,8 @@ pub fn start_with(env: &Env, extra: &[&str]) -> Server {
         ])
         .args(extra)
         .env("MEDSEC_KEY_PASSPHRASE", PASSPHRASE)
+        // The same extra environment as the CLI runs (e.g. MEDSEC_DATABASE_URL for PostgreSQL).
+        .envs(env.extra_env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .stdout(Stdio::piped())
         // MEDSEC_TEST_SERVER_LOG=1 shows the server's log when a test needs debugging.
         .stderr(if std::env::var_os("MEDSEC_TEST_SERVER_LOG").is_some() {
