@@ -42,7 +42,22 @@ python3 -c 'import importlib.metadata as m; assert m.version("tuf") == "7.0.1"' 
 python3 -c 'import importlib.metadata as m; assert (m.version("cyclonedx-python-lib"), m.version("spdx-tools")) == ("11.12.0", "0.8.5"); import jsonschema, referencing' 2>/dev/null || python3 -m pip install -q 'cyclonedx-python-lib[json-validation]==11.12.0' 'spdx-tools==0.8.5'
 # The MDS2 test opens the XLSX with openpyxl, the reader hospitals' tooling uses.
 python3 -c 'import openpyxl' 2>/dev/null || python3 -m pip install -q 'openpyxl==3.1.5'
+# The /metrics test parses the exposition with the Prometheus reference client's parser.
+python3 -c 'import importlib.metadata as m; assert m.version("prometheus-client") == "0.21.1"' 2>/dev/null || python3 -m pip install -q 'prometheus-client==0.21.1'
+
+# medsec's own licence, ban and source policy (deny.toml, docs/supply-chain.md). cargo-deny is
+# built from crates.io when missing: about 4 minutes on 2 cores, once per machine.
+command -v cargo-deny >/dev/null || cargo install --locked cargo-deny@0.20.2
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# The Linux targets' dependency graph (what deny.toml's [graph] targets name); with the platform
+# filter cargo only needs those targets' crates, which the build above fetched, where
+# cargo-deny's own `cargo metadata` would download every platform's. cargo-deny then runs
+# offline: no advisory database is fetched, advisories are matched by medsec itself in
+# crates/medsec/tests/supply_chain.rs.
+cargo metadata --format-version 1 --locked \
+    --filter-platform x86_64-unknown-linux-gnu --filter-platform aarch64-unknown-linux-gnu \
+    > target/deny-metadata.json
+cargo deny --offline --metadata-path target/deny-metadata.json check licenses bans sources
 cargo test --workspace --locked
