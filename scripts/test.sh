@@ -58,6 +58,6 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 # crates/medsec/tests/supply_chain.rs.
 cargo metadata --format-version 1 --locked \
     --filter-platform x86_64-unknown-linux-gnu --filter-platform aarch64-unknown-linux-gnu \
-    > target/deny-metadata.json
-cargo deny --offline --metadata-path target/deny-metadata.json check licenses bans sources
+    > "${TMPDIR:-/tmp}/medsec-deny-metadata.json"
+cargo deny --offline --metadata-path "${TMPDIR:-/tmp}/medsec-deny-metadata.json" check licenses bans sources
 cargo test --workspace --locked

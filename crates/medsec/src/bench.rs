@@ -61,6 +61,16 @@ pub async fn run(cmd: &BenchCmd) -> Result<()> {
             components,
             advisories,
         } => rematch(*sboms, *components, *advisories).await,
+        BenchCmd::Replicas {
+            replicas,
+            count,
+            concurrency,
+        } => crate::bench_pg::replicas(*replicas, *count, *concurrency).await,
+        BenchCmd::OcspPg {
+            certs,
+            requests,
+            concurrency,
+        } => crate::bench_pg::ocsp(*certs, *requests, *concurrency).await,
         BenchCmd::Crl {
             certs,
             revoked,
@@ -1440,7 +1450,7 @@ fn matching(sboms: usize, components: usize, advisories: usize) -> Result<()> {
     Ok(())
 }
 
-fn make_csrs(count: usize) -> Result<Vec<Vec<u8>>> {
+pub(crate) fn make_csrs(count: usize) -> Result<Vec<Vec<u8>>> {
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(2);

@@ -1118,6 +1118,26 @@ pub enum BenchCmd {
         #[arg(long, default_value_t = 50000)]
         advisories: usize,
     },
+    /// EST issuance through --replicas `medsec serve` processes on one throwaway PostgreSQL
+    /// (fsync on): tokens, a new key per device, round-robin over the replicas.
+    Replicas {
+        #[arg(long, default_value_t = 1)]
+        replicas: usize,
+        #[arg(long, default_value_t = 10000)]
+        count: usize,
+        #[arg(long, default_value_t = 48)]
+        concurrency: usize,
+    },
+    /// OCSP against one replica whose PostgreSQL database holds --certs device certificates
+    /// (10% revoked), random serials; and the database's size per million devices.
+    OcspPg {
+        #[arg(long, default_value_t = 1_000_000)]
+        certs: usize,
+        #[arg(long, default_value_t = 100_000)]
+        requests: usize,
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+    },
     /// CRL generation (encode + sign, in memory) for a fleet of --certs certificates of which
     /// --revoked are revoked: one whole CRL against the CA partitioned into each of --shards.
     Crl {

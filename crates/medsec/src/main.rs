@@ -2,6 +2,7 @@
 
 mod advisory;
 mod bench;
+mod bench_pg;
 mod cli;
 mod config;
 mod docs;

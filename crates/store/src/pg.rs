@@ -24,6 +24,9 @@ pub(crate) fn be(e: sqlx::Error) -> StoreError {
 #[derive(Clone)]
 pub struct PgStore {
     pool: PgPool,
+    /// The issuance writer: concurrent issuances of this process share one transaction (one
+    /// WAL flush), as SQLite's writer does; see `pg_ca::issuance_writer`.
+    pub(crate) issuances: crate::pg_ca::IssuanceWriter,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -64,7 +67,8 @@ impl PgStore {
             .await
             .map_err(|e| StoreError::Backend(format!("connect to PostgreSQL: {e}")))?;
         crate::migrate::run_postgres(&pool, crate::migrate::POSTGRES).await?;
-        Ok(PgStore { pool })
+        let issuances = crate::pg_ca::issuance_writer(pool.clone());
+        Ok(PgStore { pool, issuances })
     }
 
     /// The pool, for tests and tools that inspect the database.

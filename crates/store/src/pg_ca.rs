@@ -143,7 +143,106 @@ const CERT_COLS: &str = "serial, issuer, device_model, device_serial, profile, k
 
 /// Writes one issuance inside `conn`'s transaction, audit entries last. Any error leaves the
 /// transaction to be rolled back by the caller, so a refused issuance leaves no trace.
-async fn insert_issuance(conn: &mut PgConnection, iss: &Issuance) -> Result<(), StoreError> {
+/// Sends issuances to the writer task and waits for their own outcome.
+pub(crate) type IssuanceWriter = tokio::sync::mpsc::Sender<(
+    Issuance,
+    tokio::sync::oneshot::Sender<Result<(), StoreError>>,
+)>;
+
+/// Most issuances one transaction carries.
+const MAX_BATCH: usize = 128;
+
+/// Group commit: every issuance in the audit chain takes the chain's cluster-wide lock until
+/// its commit, so one transaction per issuance means one WAL flush per certificate across all
+/// replicas. The writer gathers the issuances waiting in this process into one transaction,
+/// each in a savepoint so a refused one rolls back alone, appends their audit entries last (the
+/// lock is then held only for the append and the commit, never while waiting on a row lock),
+/// and answers each caller only after the commit. A failed commit retries each issuance in a
+/// transaction of its own.
+pub(crate) fn issuance_writer(pool: sqlx::PgPool) -> IssuanceWriter {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<(
+        Issuance,
+        tokio::sync::oneshot::Sender<Result<(), StoreError>>,
+    )>(4096);
+    tokio::spawn(async move {
+        while let Some(first) = rx.recv().await {
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(item) => batch.push(item),
+                    Err(_) => break,
+                }
+            }
+            let results = match commit_batch(&pool, &batch).await {
+                Ok(r) => r,
+                Err(_) => {
+                    let mut r = Vec::with_capacity(batch.len());
+                    for (iss, _) in &batch {
+                        r.push(commit_one(&pool, iss).await);
+                    }
+                    r
+                }
+            };
+            for ((_, reply), res) in batch.into_iter().zip(results) {
+                let _ = reply.send(res);
+            }
+        }
+    });
+    tx
+}
+
+async fn commit_one(pool: &sqlx::PgPool, iss: &Issuance) -> Result<(), StoreError> {
+    let mut tx = pool.begin().await.map_err(be)?;
+    let recs = insert_issuance_rows(&mut tx, iss).await?;
+    append_audits(&mut tx, &recs.iter().collect::<Vec<_>>()).await?;
+    tx.commit().await.map_err(be)
+}
+
+/// One transaction for the batch; the outer error means the commit itself failed.
+async fn commit_batch(
+    pool: &sqlx::PgPool,
+    batch: &[(
+        Issuance,
+        tokio::sync::oneshot::Sender<Result<(), StoreError>>,
+    )],
+) -> Result<Vec<Result<(), StoreError>>, StoreError> {
+    let mut tx = pool.begin().await.map_err(be)?;
+    let mut results = Vec::with_capacity(batch.len());
+    let mut audits = Vec::new();
+    for (iss, _) in batch {
+        sqlx::query("SAVEPOINT issuance")
+            .execute(&mut *tx)
+            .await
+            .map_err(be)?;
+        match insert_issuance_rows(&mut tx, iss).await {
+            Ok(recs) => {
+                sqlx::query("RELEASE SAVEPOINT issuance")
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(be)?;
+                audits.extend(recs);
+                results.push(Ok(()));
+            }
+            Err(e) => {
+                sqlx::query("ROLLBACK TO SAVEPOINT issuance")
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(be)?;
+                results.push(Err(e));
+            }
+        }
+    }
+    append_audits(&mut tx, &audits.iter().collect::<Vec<_>>()).await?;
+    tx.commit().await.map_err(be)?;
+    Ok(results)
+}
+
+/// The rows of one issuance (device, certificate, token, supersession), returning the audit
+/// records that describe it, for the caller to append last.
+async fn insert_issuance_rows(
+    conn: &mut PgConnection,
+    iss: &Issuance,
+) -> Result<Vec<AuditRecord>, StoreError> {
     let c = &iss.cert;
     let model = c.device.model.as_str();
     let serial = c.device.serial.as_str();
@@ -258,8 +357,10 @@ async fn insert_issuance(conn: &mut PgConnection, iss: &Issuance) -> Result<(), 
             serde_json::json!({"profile": c.profile}),
         )
     });
-    let recs: Vec<&AuditRecord> = registered.iter().chain(iss.audit.iter()).collect();
-    append_audits(conn, &recs).await
+    Ok(registered
+        .into_iter()
+        .chain(iss.audit.iter().cloned())
+        .collect())
 }
 
 #[async_trait]
@@ -374,9 +475,14 @@ impl CaStore for PgStore {
     }
 
     async fn commit_issuance(&self, issuance: &Issuance) -> Result<(), StoreError> {
-        let mut tx = self.begin().await?;
-        insert_issuance(&mut tx, issuance).await?;
-        tx.commit().await.map_err(be)
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.issuances
+            .send((issuance.clone(), reply))
+            .await
+            .map_err(|_| StoreError::Backend("the issuance writer has stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| StoreError::Backend("the issuance writer dropped the issuance".into()))?
     }
 
     async fn get_cert(&self, serial: &CertSerial) -> Result<Option<CertRecord>, StoreError> {
