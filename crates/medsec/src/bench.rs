@@ -70,7 +70,7 @@ pub async fn run(cmd: &BenchCmd) -> Result<()> {
             certs,
             requests,
             concurrency,
-        } => crate::bench_pg::ocsp(*certs, *requests, *concurrency).await,
+        } => crate::bench_pg::ocsp(*certs, *requests, concurrency).await,
         BenchCmd::Crl {
             certs,
             revoked,

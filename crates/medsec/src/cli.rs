@@ -1135,8 +1135,9 @@ pub enum BenchCmd {
         certs: usize,
         #[arg(long, default_value_t = 100_000)]
         requests: usize,
-        #[arg(long, default_value_t = 32)]
-        concurrency: usize,
+        /// Concurrent connections, one run per value (comma-separated).
+        #[arg(long, default_value = "32,8,2", value_delimiter = ',')]
+        concurrency: Vec<usize>,
     },
     /// CRL generation (encode + sign, in memory) for a fleet of --certs certificates of which
     /// --revoked are revoked: one whole CRL against the CA partitioned into each of --shards.
