@@ -173,6 +173,13 @@ pub(crate) fn issuance_writer(pool: sqlx::PgPool) -> IssuanceWriter {
                     Err(_) => break,
                 }
             }
+            let items: Vec<&Issuance> = batch.iter().map(|(i, _)| i).collect();
+            if items.len() > 1 && commit_group(&pool, &items).await.is_ok() {
+                for (_, reply) in batch {
+                    let _ = reply.send(Ok(()));
+                }
+                continue;
+            }
             let results = match commit_batch(&pool, &batch).await {
                 Ok(r) => r,
                 Err(_) => {
@@ -189,6 +196,168 @@ pub(crate) fn issuance_writer(pool: sqlx::PgPool) -> IssuanceWriter {
         }
     });
     tx
+}
+
+/// The fast path for a batch: a handful of multi-row statements for all of it, as the SQLite
+/// writer does (per-statement round trips, not the rows, are what costs). Any refusal or
+/// error rolls the whole group back, and the caller then takes the savepoint path, where each
+/// issuance succeeds or fails alone.
+async fn commit_group(pool: &sqlx::PgPool, items: &[&Issuance]) -> Result<(), StoreError> {
+    use sqlx::{Postgres, QueryBuilder};
+    use std::collections::HashSet;
+    // Two issuances for one device in a batch: which one registers the device is an order
+    // question the per-issuance path answers; so is a serial repeated.
+    let devices: HashSet<(&str, &str)> = items
+        .iter()
+        .map(|i| (i.cert.device.model.as_str(), i.cert.device.serial.as_str()))
+        .collect();
+    let serials: HashSet<String> = items.iter().map(|i| i.cert.serial.to_hex()).collect();
+    if devices.len() != items.len() || serials.len() != items.len() {
+        return Err(StoreError::Refused(
+            "batch repeats a device or serial".into(),
+        ));
+    }
+    let mut tx = pool.begin().await.map_err(be)?;
+
+    let mut q =
+        QueryBuilder::<Postgres>::new("INSERT INTO devices (model, serial, status, created_at) ");
+    q.push_values(items, |mut b, i| {
+        b.push_bind(i.cert.device.model.as_str())
+            .push_bind(i.cert.device.serial.as_str())
+            .push_bind("active")
+            .push_bind(ts(i.cert.issued_at));
+    });
+    q.push(" ON CONFLICT DO NOTHING RETURNING model, serial");
+    let created: HashSet<(String, String)> = q
+        .build_query_as::<(String, String)>()
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(be)?
+        .into_iter()
+        .collect();
+    let existing: Vec<&&Issuance> = items
+        .iter()
+        .filter(|i| {
+            !created.contains(&(
+                i.cert.device.model.as_str().to_owned(),
+                i.cert.device.serial.as_str().to_owned(),
+            ))
+        })
+        .collect();
+    if !existing.is_empty() {
+        // FOR SHARE, as on the per-issuance path: a retirement waits for these certificates or
+        // has committed first and is seen here.
+        // count(*) cannot take FOR SHARE itself: the rows are locked in a subquery.
+        let mut q = QueryBuilder::<Postgres>::new(
+            "SELECT count(*) FROM (SELECT 1 FROM devices WHERE status = 'active' AND (model, serial) IN ",
+        );
+        q.push_tuples(&existing, |mut b, i| {
+            b.push_bind(i.cert.device.model.as_str())
+                .push_bind(i.cert.device.serial.as_str());
+        });
+        q.push(" FOR SHARE) AS locked");
+        let active: i64 = q
+            .build_query_scalar()
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(be)?;
+        if usize::try_from(active).ok() != Some(existing.len()) {
+            return Err(StoreError::Refused(
+                "a device in the batch is retired".into(),
+            ));
+        }
+    }
+
+    let mut q = QueryBuilder::<Postgres>::new(
+        "INSERT INTO certs (serial, issuer, device_model, device_serial, profile, kind, subject,
+            key_algorithm, spki_sha256, not_before, not_after, issued_at, replaces, der) ",
+    );
+    q.push_values(items, |mut b, i| {
+        let c = &i.cert;
+        b.push_bind(c.serial.to_hex())
+            .push_bind(c.issuer.as_str())
+            .push_bind(c.device.model.as_str())
+            .push_bind(c.device.serial.as_str())
+            .push_bind(c.profile.as_str())
+            .push_bind(c.kind.as_str())
+            .push_bind(c.subject.as_str())
+            .push_bind(c.key_algorithm.as_str())
+            .push_bind(c.spki_sha256.as_str())
+            .push_bind(ts(c.not_before))
+            .push_bind(ts(c.not_after))
+            .push_bind(ts(c.issued_at))
+            .push_bind(c.replaces.as_ref().map(|s| s.to_hex()))
+            .push_bind(c.der.as_slice());
+    });
+    q.build().execute(&mut *tx).await.map_err(be)?;
+
+    let spending: Vec<&&Issuance> = items.iter().filter(|i| i.spend_token.is_some()).collect();
+    if !spending.is_empty() {
+        let mut q = QueryBuilder::<Postgres>::new(
+            "UPDATE enrollment_tokens t SET used_at = v.at, used_by_cert = v.serial FROM (",
+        );
+        q.push_values(&spending, |mut b, i| {
+            b.push_bind(i.spend_token.as_deref().unwrap_or_default())
+                .push_bind(ts(i.cert.issued_at))
+                .push_bind(i.cert.serial.to_hex());
+        });
+        q.push(
+            ") AS v(hash, at, serial)
+             WHERE t.secret_sha256 = v.hash AND t.used_at IS NULL AND t.expires_at > v.at",
+        );
+        let n = q
+            .build()
+            .execute(&mut *tx)
+            .await
+            .map_err(be)?
+            .rows_affected();
+        if usize::try_from(n).ok() != Some(spending.len()) {
+            return Err(StoreError::Refused("a token in the batch is spent".into()));
+        }
+    }
+    let superseding: Vec<&&Issuance> = items.iter().filter(|i| i.supersede.is_some()).collect();
+    if !superseding.is_empty() {
+        let mut q = QueryBuilder::<Postgres>::new("UPDATE certs c SET revoke_after = v.at FROM (");
+        q.push_values(&superseding, |mut b, i| {
+            if let Some((old, at)) = &i.supersede {
+                b.push_bind(old.to_hex()).push_bind(ts(*at));
+            }
+        });
+        q.push(") AS v(serial, at) WHERE c.serial = v.serial AND c.revoked_at IS NULL");
+        let n = q
+            .build()
+            .execute(&mut *tx)
+            .await
+            .map_err(be)?
+            .rows_affected();
+        if usize::try_from(n).ok() != Some(superseding.len()) {
+            return Err(StoreError::Refused(
+                "a superseded certificate in the batch is revoked".into(),
+            ));
+        }
+    }
+
+    let mut audits: Vec<AuditRecord> = Vec::new();
+    for i in items {
+        let c = &i.cert;
+        if created.contains(&(
+            c.device.model.as_str().to_owned(),
+            c.device.serial.as_str().to_owned(),
+        )) {
+            audits.push(AuditRecord::new(
+                &i.audit
+                    .first()
+                    .map(|a| a.actor.clone())
+                    .unwrap_or_else(medsec_core::Actor::system),
+                medsec_core::AuditAction::DeviceRegistered,
+                c.device.urn(),
+                serde_json::json!({"profile": c.profile}),
+            ));
+        }
+        audits.extend(i.audit.iter().cloned());
+    }
+    append_audits(&mut tx, &audits.iter().collect::<Vec<_>>()).await?;
+    tx.commit().await.map_err(be)
 }
 
 async fn commit_one(pool: &sqlx::PgPool, iss: &Issuance) -> Result<(), StoreError> {
