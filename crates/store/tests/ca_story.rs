@@ -770,3 +770,116 @@ async fn pg_replicas_spend_tokens_and_serials_once() {
     );
     assert!(verify_audit(cb.store()).await.unwrap().is_ok());
 }
+
+/// PostgreSQL writes a batch of concurrent issuances with multi-row statements; a batch with
+/// one bad issuance falls back to one savepoint each. Both paths, through one store: devices
+/// already known and new ones mixed, each token spent by its own issuance, and one issuance
+/// whose token was spent before fails alone while the rest of its batch is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_batched_issuances_fail_alone() {
+    use medsec_ca::{Issuance, new_serial};
+    use medsec_core::{AuditAction, AuditRecord};
+    use sha2::Digest;
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = common::pg().await;
+    let (ca, actor) = ready(store.clone(), dir.path()).await;
+    let pname = Name::parse("pump").unwrap();
+    let mut items = Vec::new();
+    let mut spent_hash = None;
+    for i in 0..60 {
+        let sn = DeviceSerial::parse(&format!("BATCH-{i:03}")).unwrap();
+        let known = i % 2 == 0;
+        if known {
+            ca.issue(&pname, &sn, &csr(&rcgen::PKCS_ECDSA_P256_SHA256), &actor)
+                .await
+                .unwrap();
+        }
+        let (secret, tok) = ca
+            .create_enrollment_token(&pname, &sn, Duration::hours(1), &actor)
+            .await
+            .unwrap();
+        let hash = hex::encode(sha2::Sha256::digest(secret.as_bytes()));
+        let template = ca
+            .list_certs(&CertFilter::default())
+            .await
+            .unwrap()
+            .remove(0);
+        if i == 7 {
+            // Spent beforehand: this issuance must be refused, and only it.
+            ca.enroll_with_token(
+                &pname,
+                &secret,
+                &csr(&rcgen::PKCS_ECDSA_P256_SHA256),
+                &actor,
+            )
+            .await
+            .unwrap();
+            spent_hash = Some(hash.clone());
+        }
+        items.push(Issuance {
+            cert: medsec_ca::CertRecord {
+                serial: new_serial().unwrap(),
+                device: tok.device.clone(),
+                ..template
+            },
+            supersede: None,
+            spend_token: Some(hash),
+            audit: vec![AuditRecord::new(
+                &actor,
+                AuditAction::CertIssued,
+                tok.device.urn(),
+                serde_json::json!({}),
+            )],
+        });
+    }
+    let before = store
+        .list_certs(&CertFilter::default())
+        .await
+        .unwrap()
+        .len();
+    // Twice: all good (the multi-row path), then with the spent token among them.
+    let (good, with_bad): (Vec<_>, Vec<_>) =
+        items.into_iter().enumerate().partition(|(i, _)| *i >= 30);
+    for (round, batch) in [good, with_bad].into_iter().enumerate() {
+        let tasks: Vec<_> = batch
+            .into_iter()
+            .map(|(i, iss)| {
+                let s = store.clone();
+                tokio::spawn(async move { (i, s.commit_issuance(&iss).await) })
+            })
+            .collect();
+        for t in tasks {
+            let (i, r) = t.await.unwrap();
+            if i == 7 {
+                assert!(
+                    matches!(&r, Err(medsec_store::StoreError::Refused(m)) if m.contains("enrollment token")),
+                    "round {round}: {r:?}"
+                );
+            } else {
+                r.unwrap_or_else(|e| panic!("round {round}, issuance {i}: {e}"));
+            }
+        }
+    }
+    let after = store
+        .list_certs(&CertFilter::default())
+        .await
+        .unwrap()
+        .len();
+    assert_eq!(
+        after - before,
+        59,
+        "every issuance but the refused one stored"
+    );
+    assert!(spent_hash.is_some());
+    // Every device registered once, with its audit entry, and the chain intact.
+    let registered = store
+        .audit_page(0, 100_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.action == "device.registered" && e.subject.contains("BATCH-"))
+        .count();
+    assert_eq!(registered, 60);
+    assert!(verify_audit(&store).await.unwrap().is_ok());
+}
