@@ -399,6 +399,7 @@ fn three_replicas_on_one_database() {
     );
     assert_eq!(code, "200", "{body}");
     let revoked_at = Instant::now();
+    let revoked_unix = time::OffsetDateTime::now_utc().unix_timestamp();
     let mut ocsp_seen = None;
     let mut crl_seen = None;
     while revoked_at.elapsed() < Duration::from_secs(5)
@@ -446,6 +447,14 @@ fn three_replicas_on_one_database() {
     eprintln!("revoked on A: C's OCSP after {ocsp_seen:?}, C's CRL after {crl_seen:?}");
     assert!(ocsp_seen < Duration::from_secs(1), "{ocsp_seen:?}");
     assert!(crl_seen < Duration::from_secs(1), "{crl_seen:?}");
+    // All three saw the new revoked set; one of them reissued the CRLs for it.
+    let reissues = rt
+        .block_on(store.job_runs("crl-reissue", 100))
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.started_at >= revoked_unix - 1)
+        .count();
+    assert_eq!(reissues, 1, "one reissue for one revocation");
 
     // Nothing half-written anywhere: the audit chain verifies end to end.
     contains(&a_env.ok(&["audit", "verify"]), "intact");

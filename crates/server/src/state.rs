@@ -338,6 +338,23 @@ impl RevocationWatch {
         }
         self.generation.fetch_add(1, Ordering::AcqRel);
         state.ocsp_cache.clear();
+        // Every replica sees the same change; one of them reissues the CRLs (they are served
+        // from the shared store), claimed by a digest of the revoked set that all compute
+        // alike. A failed claim reissues anyway: a duplicate CRL is harmless, a stale one not.
+        // With one process the claim is always its own, so an in-process revocation still
+        // returns with its CRLs reissued; among replicas the winner may be another one, a few
+        // milliseconds later.
+        if let Some(leases) = state.leases.as_deref() {
+            let now = time::OffsetDateTime::now_utc().unix_timestamp();
+            let key = revoked_set_key(&serials);
+            if !leases
+                .claim_run("crl-reissue", key, &state.replica, now)
+                .await
+                .unwrap_or(true)
+            {
+                return;
+            }
+        }
         // Regenerate the affected CRLs now, so the distribution points serve the revocation at
         // once: every unsharded CA's CRL, and of a sharded CA only the shards that changed.
         let affected = state
@@ -368,6 +385,23 @@ impl RevocationWatch {
             }
         });
     }
+}
+
+/// A key for a set of revoked serials that every replica computes alike: the first 8 bytes of
+/// SHA-256 over the sorted serials.
+fn revoked_set_key(serials: &[medsec_core::CertSerial]) -> i64 {
+    use sha2::{Digest, Sha256};
+    let mut sorted: Vec<&[u8]> = serials.iter().map(|s| s.as_bytes()).collect();
+    sorted.sort_unstable();
+    let mut h = Sha256::new();
+    for s in sorted {
+        h.update((s.len() as u32).to_be_bytes());
+        h.update(s);
+    }
+    let d = h.finalize();
+    let mut k = [0u8; 8];
+    k.copy_from_slice(&d[..8]);
+    i64::from_be_bytes(k)
 }
 
 /// OCSP responses keyed by the request bytes, dropped on any revocation change and at expiry.
@@ -420,5 +454,20 @@ impl OcspCache {
         if let Ok(mut m) = self.map.lock() {
             m.clear();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn revoked_set_key_ignores_order_and_tells_sets_apart() {
+        let s = |h: &str| h.parse::<medsec_core::CertSerial>().unwrap();
+        let (a, b, c) = (s("0a11"), s("0b22"), s("0c33"));
+        let k = revoked_set_key(&[a.clone(), b.clone()]);
+        assert_eq!(k, revoked_set_key(&[b.clone(), a.clone()]));
+        assert_ne!(k, revoked_set_key(&[a.clone(), b, c]));
+        assert_ne!(k, revoked_set_key(&[a]));
     }
 }
