@@ -123,16 +123,15 @@ pub async fn run(app: App, args: &ServeArgs) -> Result<()> {
         }
         None => Vec::new(),
     };
-    // Pool gauges for /metrics; SQLite only for now (the PostgreSQL store could add its own).
-    let pool_stats = app.sqlite.as_ref().map(|s| {
-        let pool = s.pool().clone();
-        let f: medsec_server::PoolStatsFn = Arc::new(move || medsec_server::PoolStats {
-            size: pool.size(),
-            idle: u32::try_from(pool.num_idle()).unwrap_or(u32::MAX),
-            max: pool.options().get_max_connections(),
+    // Pool gauges for /metrics, from whichever store this process opened.
+    let pool_stats = {
+        let store = app.store.clone();
+        let f: medsec_server::PoolStatsFn = Arc::new(move || {
+            let (size, idle, max) = store.pool_gauges();
+            medsec_server::PoolStats { size, idle, max }
         });
-        f
-    });
+        Some(f)
+    };
     let state = Arc::new(
         AppState::new(app.ca, default_profile, auth)
             .with_inventory(Arc::new(app.inv), publisher, namespace)

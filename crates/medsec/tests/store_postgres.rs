@@ -147,6 +147,11 @@ fn serve_on_postgres_answers_est_and_ocsp() {
         after = ocsp();
     }
     contains(&after, "dev.pem: revoked");
+    // The PostgreSQL pool's gauges are on /metrics (16 connections at most by default).
+    let (metrics, code) = curl(&env, &[&format!("http://{}/metrics", srv.http)]);
+    assert_eq!(code, "200");
+    contains(&metrics, "medsec_db_pool_max_connections 16");
+    contains(&metrics, "medsec_db_pool_connections{state=\"idle\"}");
     // The CA the server created on the empty database lives there, not in SQLite.
     assert!(!env.db().exists());
     assert_eq!(env.json(&["audit", "verify"])["ok"], true);

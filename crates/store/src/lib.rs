@@ -46,6 +46,7 @@ pub trait Backend:
     + medsec_fleet::FleetStore
     + medsec_core::JobLeases
     + AuditLog
+    + PoolGauges
     + Send
     + Sync
     + 'static
@@ -64,6 +65,7 @@ impl<T> Backend for T where
         + medsec_fleet::FleetStore
         + medsec_core::JobLeases
         + AuditLog
+        + PoolGauges
         + Send
         + Sync
         + 'static
@@ -77,6 +79,33 @@ pub trait AuditLog: Send + Sync {
     async fn audit_page(&self, after: i64, limit: u32) -> Result<Vec<AuditEntry>, StoreError>;
     /// The recorded head: sequence and hash of the newest entry.
     async fn audit_head(&self) -> Result<Option<(i64, String)>, StoreError>;
+}
+
+/// The connection pool's figures for the `/metrics` gauges: (open, idle, maximum).
+pub trait PoolGauges {
+    fn pool_gauges(&self) -> (u32, u32, u32);
+}
+
+impl PoolGauges for SqliteStore {
+    fn pool_gauges(&self) -> (u32, u32, u32) {
+        let p = self.pool();
+        (
+            p.size(),
+            u32::try_from(p.num_idle()).unwrap_or(u32::MAX),
+            p.options().get_max_connections(),
+        )
+    }
+}
+
+impl PoolGauges for PgStore {
+    fn pool_gauges(&self) -> (u32, u32, u32) {
+        let p = self.pool();
+        (
+            p.size(),
+            u32::try_from(p.num_idle()).unwrap_or(u32::MAX),
+            p.options().get_max_connections(),
+        )
+    }
 }
 
 /// An audit entry from a row of `audit_log`, whichever back end read it.
