@@ -4,6 +4,7 @@
 //! end owns its migrations, which are embedded in the binary and checked by hash: a migration
 //! that has landed is never edited, only followed by a new one.
 
+mod fleet_common;
 mod jobs;
 mod migrate;
 mod pg;
