@@ -76,6 +76,33 @@ pub async fn run(cmd: &BenchCmd) -> Result<()> {
             revoked,
             shards,
         } => crl(*certs, *revoked, shards),
+        BenchCmd::Soak {
+            paths,
+            seconds,
+            window,
+            concurrency,
+            est_rate,
+            ocsp_rate,
+            events_rate,
+            tuf_rate,
+        } => {
+            use crate::bench_soak::{SoakPath, SoakSpec};
+            let specs: Vec<SoakSpec> = paths
+                .iter()
+                .map(|p| SoakSpec {
+                    seconds: *seconds,
+                    window: *window,
+                    concurrency: *concurrency,
+                    rate: match p {
+                        SoakPath::Est => *est_rate,
+                        SoakPath::Ocsp => *ocsp_rate,
+                        SoakPath::Events => *events_rate,
+                        SoakPath::Tuf => *tuf_rate,
+                    },
+                })
+                .collect();
+            crate::bench_soak::soak(paths, &specs).await
+        }
     }
 }
 
@@ -624,7 +651,7 @@ async fn import(osv: Option<&std::path::Path>, records: usize) -> Result<()> {
 }
 
 /// A fresh data directory with a P-256 CA and profile `bench`.
-async fn setup(
+pub(crate) async fn setup(
     tmp: &tempfile::TempDir,
     dir: Option<std::path::PathBuf>,
 ) -> Result<(Arc<crate::App>, Profile)> {
@@ -865,7 +892,7 @@ const EVENT_SPACING_SECS: i64 = 3;
 /// `auth-failure-burst` (5 within 10 minutes), and a configuration change every `2 * every`,
 /// which trips `config-outside-maintenance` unless it falls on a Sunday morning. `phase`
 /// staggers the pattern between devices so detections spread over the run.
-fn push_event(
+pub(crate) fn push_event(
     out: &mut String,
     s: u64,
     phase: u64,
@@ -919,12 +946,12 @@ fn push_event(
 }
 
 /// One device of the event benchmark: its identity and its keep-alive connection.
-struct EventDevice {
-    index: usize,
-    tls: Arc<tokio_rustls::rustls::ClientConfig>,
-    sender: Option<hyper::client::conn::http1::SendRequest<axum::body::Body>>,
+pub(crate) struct EventDevice {
+    pub(crate) index: usize,
+    pub(crate) tls: Arc<tokio_rustls::rustls::ClientConfig>,
+    pub(crate) sender: Option<hyper::client::conn::http1::SendRequest<axum::body::Body>>,
     /// Events sent so far (the next event id).
-    sent: u64,
+    pub(crate) sent: u64,
 }
 
 impl EventDevice {
@@ -963,7 +990,7 @@ impl EventDevice {
 
 /// What one client task saw.
 #[derive(Default)]
-struct EventTally {
+pub(crate) struct EventTally {
     latencies: Vec<std::time::Duration>,
     batches: usize,
     events: usize,
@@ -976,7 +1003,7 @@ struct EventTally {
 }
 
 /// Posts one batch and checks the answer: every event accepted, none a duplicate.
-async fn post_batch(
+pub(crate) async fn post_batch(
     dev: &mut EventDevice,
     addr: std::net::SocketAddr,
     body: String,
@@ -1014,6 +1041,32 @@ async fn post_batch(
     Ok(())
 }
 
+/// A device's TLS client: trusts the root only and presents its own chain (leaf, issuing CA).
+pub(crate) fn device_tls(
+    root_der: &[u8],
+    issuing_der: &[u8],
+    leaf: Vec<u8>,
+    key: Vec<u8>,
+) -> Result<Arc<tokio_rustls::rustls::ClientConfig>> {
+    use tokio_rustls::rustls;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(CertificateDer::from(root_der.to_vec()))?;
+    let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+        .with_root_certificates(roots)
+        .with_client_auth_cert(
+            vec![
+                CertificateDer::from(leaf),
+                CertificateDer::from(issuing_der.to_vec()),
+            ],
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key)),
+        )?;
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(cfg))
+}
+
 async fn events(
     devices: usize,
     concurrency: usize,
@@ -1022,8 +1075,6 @@ async fn events(
     total: Option<usize>,
     burst_every: u64,
 ) -> Result<()> {
-    use tokio_rustls::rustls;
-    use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
     if devices == 0 {
         bail!("--devices must be at least 1");
     }
@@ -1103,27 +1154,13 @@ async fn events(
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
 
     // Each device trusts the root only and presents its own chain (leaf, issuing CA).
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(CertificateDer::from(root_der))?;
-    let roots = Arc::new(roots);
     let mut groups: Vec<Vec<EventDevice>> = (0..concurrency).map(|_| Vec::new()).collect();
     for (i, leaf, key) in identities {
-        let mut cfg = rustls::ClientConfig::builder_with_provider(provider.clone())
-            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
-            .with_root_certificates(roots.clone())
-            .with_client_auth_cert(
-                vec![
-                    CertificateDer::from(leaf),
-                    CertificateDer::from(issuing_der.clone()),
-                ],
-                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key)),
-            )?;
-        cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let tls = device_tls(&root_der, &issuing_der, leaf, key)?;
         if let Some(g) = groups.get_mut(i % concurrency) {
             g.push(EventDevice {
                 index: i,
-                tls: Arc::new(cfg),
+                tls,
                 sender: None,
                 sent: 0,
             });

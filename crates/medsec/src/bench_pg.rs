@@ -263,7 +263,7 @@ pub async fn replicas(replicas: usize, count: usize, concurrency: usize) -> Resu
 
 /// An OCSP request (no nonce, SHA-1 CertID as RFC 6960 clients send) for `serial` under the
 /// issuer whose subject and key hashes are given.
-fn ocsp_request(name_hash: &[u8], key_hash: &[u8], serial: &[u8]) -> Vec<u8> {
+pub(crate) fn ocsp_request(name_hash: &[u8], key_hash: &[u8], serial: &[u8]) -> Vec<u8> {
     fn tlv(tag: u8, body: &[u8]) -> Vec<u8> {
         let mut v = vec![tag];
         let n = body.len();

@@ -1095,6 +1095,8 @@ pub enum AuditCmd {
     },
 }
 
+pub use crate::bench_soak::SoakPath;
+
 #[derive(Subcommand, Debug)]
 pub enum BenchCmd {
     /// Certificates per second from CSR to durable row, on a fresh store.
@@ -1212,5 +1214,33 @@ pub enum BenchCmd {
         /// trips a rule, though every event still runs through the rules.
         #[arg(long, default_value_t = 2500)]
         burst_every: u64,
+    },
+    /// Soak: each server path held at its rated request rate against a `medsec serve` child
+    /// process, one path after another, with the server's RSS, open descriptors and latency
+    /// per window; fails on any error, a late request, growth of RSS or descriptors, or an
+    /// unstable p99. Rated loads: EST 1,000 enrollments/s, OCSP 10,000 requests/s, events
+    /// 200 batches of 100 per second (20,000 events/s), TUF 2,000 files/s.
+    Soak {
+        /// Paths to soak, in this order.
+        #[arg(long, value_enum, value_delimiter = ',', default_values_t = [SoakPath::Est, SoakPath::Ocsp, SoakPath::Events, SoakPath::Tuf])]
+        paths: Vec<SoakPath>,
+        /// How long each path is held at its rate.
+        #[arg(long, default_value_t = 600)]
+        seconds: u64,
+        /// Seconds per report row (latency percentiles, RSS and descriptor samples).
+        #[arg(long, default_value_t = 60)]
+        window: u64,
+        /// Client workers, i.e. requests in flight at most (one connection each).
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+        #[arg(long, default_value_t = 1000)]
+        est_rate: u32,
+        #[arg(long, default_value_t = 10000)]
+        ocsp_rate: u32,
+        /// Batches of 100 events per second.
+        #[arg(long, default_value_t = 200)]
+        events_rate: u32,
+        #[arg(long, default_value_t = 2000)]
+        tuf_rate: u32,
     },
 }

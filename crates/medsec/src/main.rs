@@ -3,6 +3,7 @@
 mod advisory;
 mod bench;
 mod bench_pg;
+mod bench_soak;
 mod cli;
 mod config;
 mod docs;
