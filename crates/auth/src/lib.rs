@@ -109,7 +109,9 @@ pub struct ApiToken {
     pub id: String,
     pub name: String,
     pub role: Role,
+    #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
     pub expires_at: Option<OffsetDateTime>,
     pub revoked: bool,
 }
@@ -138,6 +140,11 @@ pub trait AuthStore: Send + Sync {
         audit: &AuditRecord,
     ) -> Result<(), AuthError>;
     async fn get_api_token(&self, id: &str) -> Result<Option<(ApiToken, String)>, AuthError>;
+    /// Every token, newest first (without secrets or hashes).
+    async fn list_api_tokens(&self) -> Result<Vec<ApiToken>, AuthError>;
+    /// Marks token `id` revoked with its audit entry, in one transaction; false when there is
+    /// no such token or it was revoked already (and then nothing is written).
+    async fn revoke_api_token(&self, id: &str, audit: &AuditRecord) -> Result<bool, AuthError>;
 }
 
 /// Argon2id with a modest cost: the secret is 256 random bits, so the hash guards against
@@ -204,6 +211,61 @@ pub async fn create_token(
     Ok((format!("mst_{id}_{secret}"), token))
 }
 
+/// Revokes token `id` (its 16 hex digits, as `apitoken list` shows). Every server refuses it
+/// from its next request on: servers re-read a token's state even when its hash is cached.
+pub async fn revoke_token(
+    store: &dyn AuthStore,
+    id: &str,
+    actor: &Actor,
+) -> Result<ApiToken, AuthError> {
+    let (token, _) = store
+        .get_api_token(id)
+        .await?
+        .ok_or_else(|| AuthError::Invalid {
+            what: "API token id",
+            reason: format!("no API token {id:?}"),
+        })?;
+    if token.revoked {
+        return Err(AuthError::Invalid {
+            what: "API token id",
+            reason: format!("API token {id} is revoked already"),
+        });
+    }
+    let audit = AuditRecord::new(
+        actor,
+        medsec_core::AuditAction::ApiTokenRevoked,
+        format!("api-token:{id}"),
+        serde_json::json!({"name": token.name, "role": token.role}),
+    );
+    if !store.revoke_api_token(id, &audit).await? {
+        return Err(AuthError::Invalid {
+            what: "API token id",
+            reason: format!("API token {id} is revoked already"),
+        });
+    }
+    Ok(ApiToken {
+        revoked: true,
+        ..token
+    })
+}
+
+/// Whether the token behind an already verified principal is still good (not revoked, not
+/// expired): a database read without the Argon2id check, for callers that cache principals.
+pub async fn still_valid(store: &dyn AuthStore, p: &Principal) -> Result<(), AuthError> {
+    let (token, _) = store
+        .get_api_token(&p.token_id)
+        .await?
+        .ok_or(AuthError::InvalidToken)?;
+    if token.revoked
+        || token
+            .expires_at
+            .is_some_and(|e| e <= OffsetDateTime::now_utc())
+    {
+        return Err(AuthError::InvalidToken);
+    }
+    Ok(())
+}
+
 /// Checks a presented token string and returns its principal.
 pub async fn verify_token(store: &dyn AuthStore, presented: &str) -> Result<Principal, AuthError> {
     let rest = presented
@@ -261,6 +323,24 @@ mod tests {
         async fn get_api_token(&self, id: &str) -> Result<Option<(ApiToken, String)>, AuthError> {
             Ok(self.0.lock().unwrap().get(id).cloned())
         }
+        async fn list_api_tokens(&self) -> Result<Vec<ApiToken>, AuthError> {
+            Ok(self
+                .0
+                .lock()
+                .unwrap()
+                .values()
+                .map(|(t, _)| t.clone())
+                .collect())
+        }
+        async fn revoke_api_token(&self, id: &str, _: &AuditRecord) -> Result<bool, AuthError> {
+            Ok(match self.0.lock().unwrap().get_mut(id) {
+                Some((t, _)) if !t.revoked => {
+                    t.revoked = true;
+                    true
+                }
+                _ => false,
+            })
+        }
     }
 
     #[test]
@@ -298,5 +378,31 @@ mod tests {
                 .await
                 .is_err()
         );
+    }
+
+    #[tokio::test]
+    async fn a_revoked_token_stops_working_and_stays_revoked() {
+        let store = Mem::default();
+        let actor = Actor::parse("test").unwrap();
+        let (secret, t) = create_token(&store, "ci", Role::Admin, None, &actor)
+            .await
+            .unwrap();
+        let p = verify_token(&store, &secret).await.unwrap();
+        still_valid(&store, &p).await.unwrap();
+        let r = revoke_token(&store, &t.id, &actor).await.unwrap();
+        assert!(r.revoked);
+        assert!(matches!(
+            verify_token(&store, &secret).await,
+            Err(AuthError::InvalidToken)
+        ));
+        // A cached principal is refused too.
+        assert!(still_valid(&store, &p).await.is_err());
+        assert!(revoke_token(&store, &t.id, &actor).await.is_err());
+        assert!(
+            revoke_token(&store, "0000000000000000", &actor)
+                .await
+                .is_err()
+        );
+        assert_eq!(store.list_api_tokens().await.unwrap().len(), 1);
     }
 }

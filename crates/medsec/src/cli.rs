@@ -617,6 +617,11 @@ pub enum ApiTokenCmd {
         #[arg(long)]
         ttl_days: Option<u32>,
     },
+    /// API tokens (id, name, role, expiry, revoked), newest first; never their secrets.
+    List,
+    /// Revoke an API token by id (the 16 hex digits after `mst_`): every server refuses it
+    /// from its next request on.
+    Revoke { id: String },
 }
 
 #[derive(Args, Debug)]

@@ -278,6 +278,41 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        Command::Apitoken(ApiTokenCmd::List) => {
+            let tokens = medsec_auth::AuthStore::list_api_tokens(&*app.store).await?;
+            let fmt = |t: Option<time::OffsetDateTime>| {
+                t.and_then(|t| {
+                    t.format(&time::format_description::well_known::Rfc3339)
+                        .ok()
+                })
+            };
+            out(&app, json!(tokens), || {
+                tokens
+                    .iter()
+                    .map(|t| {
+                        format!(
+                            "{}  {:<8}  {}  expires {}{}",
+                            t.id,
+                            t.role,
+                            t.name,
+                            fmt(t.expires_at).unwrap_or_else(|| "never".into()),
+                            if t.revoked { "  REVOKED" } else { "" }
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            });
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Apitoken(ApiTokenCmd::Revoke { id }) => {
+            let t = medsec_auth::revoke_token(&*app.store, &id, &app.actor).await?;
+            out(
+                &app,
+                json!({"id": t.id, "name": t.name, "role": t.role, "revoked": true}),
+                || format!("API token {} `{}` ({}) revoked", t.id, t.name, t.role),
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Serve(a) => serve::run(app, &a).await.map(|_| ExitCode::SUCCESS),
         Command::Bench(_)
         | Command::Store(_)

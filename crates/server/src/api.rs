@@ -91,7 +91,12 @@ pub(crate) async fn caller<S: CaStore>(
             .map(|(p, _)| p.clone())
     });
     let p = match cached {
-        Some(p) => p,
+        // The hash check is what the cache saves; revocation and expiry are read every time,
+        // so `medsec apitoken revoke` on any replica takes effect at the next request.
+        Some(p) => {
+            medsec_auth::still_valid(&*st.auth, &p).await?;
+            p
+        }
         None => {
             let p = medsec_auth::verify_token(&*st.auth, presented).await?;
             if let Ok(mut m) = st.token_cache.lock() {
@@ -126,6 +131,17 @@ pub(crate) fn cert_json(c: &CertRecord) -> Value {
 
 fn bad(e: impl std::fmt::Display) -> Problem {
     Problem::bad_request(e.to_string())
+}
+
+/// On the API the caller is its token, so a revoked certificate or a retired device is the
+/// state of the object acted on: 409, not the 403 that refuses a presented credential (EST,
+/// the gateway) or a role.
+fn object_state(e: medsec_ca::CaError) -> Problem {
+    use medsec_ca::CaError::{CertExpired, CertRevoked, DeviceRetired};
+    match e {
+        DeviceRetired(_) | CertRevoked { .. } | CertExpired(_) => Problem::conflict(e.to_string()),
+        e => e.into(),
+    }
 }
 
 async fn list_profiles<S: CaStore>(
@@ -202,7 +218,7 @@ async fn retire<S: CaStore>(
 ) -> Result<Json<Value>, Problem> {
     let p = caller(&st, &h, Role::Operator, "retire devices").await?;
     let id = DeviceId::parse_urn(&urn).map_err(bad)?;
-    let revoked = st.retire(&id, &p.actor()).await?;
+    let revoked = st.retire(&id, &p.actor()).await.map_err(object_state)?;
     Ok(Json(json!({"device": id.urn(), "revoked": revoked})))
 }
 
@@ -284,10 +300,10 @@ async fn get_cert<S: CaStore>(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct IssueBody {
-    profile: String,
-    device_serial: String,
-    csr_pem: String,
+pub struct IssueBody {
+    pub profile: String,
+    pub device_serial: String,
+    pub csr_pem: String,
 }
 
 async fn issue<S: CaStore>(
@@ -303,7 +319,8 @@ async fn issue<S: CaStore>(
     let issued = st
         .ca
         .issue(&profile, &serial, b.csr_pem.as_bytes(), &p.actor())
-        .await?;
+        .await
+        .map_err(object_state)?;
     let kind = crate::metrics::IssueKind::Issue;
     st.metrics.issued(kind, started.elapsed());
     crate::est::log_issued(&issued.record, kind);
@@ -315,9 +332,9 @@ async fn issue<S: CaStore>(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RevokeBody {
-    reason: Option<String>,
-    invalidity_date: Option<String>,
+pub struct RevokeBody {
+    pub reason: Option<String>,
+    pub invalidity_date: Option<String>,
 }
 
 async fn revoke<S: CaStore>(
@@ -343,16 +360,19 @@ async fn revoke<S: CaStore>(
                 .map_err(|_| bad(format!("invalidity_date {d:?} is not RFC 3339")))
         })
         .transpose()?;
-    let c = st.revoke(&s, reason, inv, &p.actor()).await?;
+    let c = st
+        .revoke(&s, reason, inv, &p.actor())
+        .await
+        .map_err(object_state)?;
     Ok(Json(cert_json(&c)))
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct TokenBody {
-    profile: String,
-    device_serial: String,
-    ttl_hours: Option<u32>,
+pub struct TokenBody {
+    pub profile: String,
+    pub device_serial: String,
+    pub ttl_hours: Option<u32>,
 }
 
 async fn create_token<S: CaStore>(
@@ -371,7 +391,8 @@ async fn create_token<S: CaStore>(
             ttl,
             &p.actor(),
         )
-        .await?;
+        .await
+        .map_err(object_state)?;
     Ok((
         StatusCode::CREATED,
         Json(

@@ -1045,17 +1045,56 @@ impl medsec_auth::AuthStore for SqliteStore {
             .fetch_optional(&self.pool)
             .await
             .map_err(|e| err(be(e)))?;
-        let Some(r) = row else { return Ok(None) };
-        let get_s = |c: &str| r.try_get::<String, _>(c).map_err(|e| err(be(e)));
-        let role: String = get_s("role")?;
-        let t = medsec_auth::ApiToken {
-            id: get_s("id")?,
-            name: get_s("name")?,
-            role: role.parse()?,
-            created_at: from_ts(r.try_get("created_at").map_err(|e| err(be(e)))?).map_err(err)?,
-            expires_at: opt_ts(r.try_get("expires_at").map_err(|e| err(be(e)))?).map_err(err)?,
-            revoked: r.try_get::<i64, _>("revoked").map_err(|e| err(be(e)))? != 0,
-        };
-        Ok(Some((t, get_s("phc_hash")?)))
+        row.as_ref().map(api_token_from).transpose()
     }
+
+    async fn list_api_tokens(&self) -> Result<Vec<medsec_auth::ApiToken>, medsec_auth::AuthError> {
+        let err = |e: StoreError| medsec_auth::AuthError::Store(e.to_string());
+        let rows = sqlx::query("SELECT * FROM api_tokens ORDER BY created_at DESC, id")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| err(be(e)))?;
+        rows.iter()
+            .map(|r| api_token_from(r).map(|(t, _)| t))
+            .collect()
+    }
+
+    async fn revoke_api_token(
+        &self,
+        id: &str,
+        audit: &AuditRecord,
+    ) -> Result<bool, medsec_auth::AuthError> {
+        let err = |e: StoreError| medsec_auth::AuthError::Store(e.to_string());
+        let mut tx = self.begin().await.map_err(err)?;
+        let n = sqlx::query("UPDATE api_tokens SET revoked = 1 WHERE id = ? AND revoked = 0")
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| err(be(e)))?
+            .rows_affected();
+        if n == 0 {
+            return Ok(false);
+        }
+        append_audit(&mut tx, audit).await.map_err(err)?;
+        tx.commit().await.map_err(|e| err(be(e)))?;
+        Ok(true)
+    }
+}
+
+/// An `api_tokens` row and its PHC hash.
+fn api_token_from(
+    r: &sqlx::sqlite::SqliteRow,
+) -> Result<(medsec_auth::ApiToken, String), medsec_auth::AuthError> {
+    let err = |e: StoreError| medsec_auth::AuthError::Store(e.to_string());
+    let get_s = |c: &str| r.try_get::<String, _>(c).map_err(|e| err(be(e)));
+    let role: String = get_s("role")?;
+    let t = medsec_auth::ApiToken {
+        id: get_s("id")?,
+        name: get_s("name")?,
+        role: role.parse()?,
+        created_at: from_ts(r.try_get("created_at").map_err(|e| err(be(e)))?).map_err(err)?,
+        expires_at: opt_ts(r.try_get("expires_at").map_err(|e| err(be(e)))?).map_err(err)?,
+        revoked: r.try_get::<i64, _>("revoked").map_err(|e| err(be(e)))? != 0,
+    };
+    Ok((t, get_s("phc_hash")?))
 }
