@@ -124,13 +124,13 @@ async fn device_update<S: CaStore>(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct StatusBody {
-    rollout: String,
+pub struct StatusBody {
+    pub rollout: String,
     /// The target the device worked on; must be the rollout's.
-    target: Option<String>,
-    status: String,
+    pub target: Option<String>,
+    pub status: String,
     #[serde(default)]
-    detail: String,
+    pub detail: String,
 }
 
 async fn device_status<S: CaStore>(
@@ -144,18 +144,34 @@ async fn device_status<S: CaStore>(
     let Json(b) = body.map_err(|e| bad(e.body_text()))?;
     let status: UpdateStatus = b.status.parse()?;
     let d = director(&st)?;
-    if let Some(t) = &b.target
-        && let Some(r) = d
-            .store()
-            .get_rollout(&b.rollout)
-            .await
-            .map_err(UpdatesError::from)?
-        && &r.target != t
+    if let Some(r) = d
+        .store()
+        .get_rollout(&b.rollout)
+        .await
+        .map_err(UpdatesError::from)?
     {
-        return Err(bad(format!(
-            "rollout {} is for {}, not {t}",
-            r.id, r.target
-        )));
+        // Only a device the rollout is for may report on it: another device's reports would
+        // count in the stage's outcome (promote or halt someone else's rollout).
+        let tags = d
+            .store()
+            .device_tags(&c.device)
+            .await
+            .map_err(UpdatesError::from)?;
+        if !medsec_updates::in_cohort(&r.cohort, &r.id, &c.device.urn(), &tags) {
+            return Err(Problem::forbidden(format!(
+                "{} is not in the cohort of rollout {}",
+                c.device.urn(),
+                r.id
+            )));
+        }
+        if let Some(t) = &b.target
+            && &r.target != t
+        {
+            return Err(bad(format!(
+                "rollout {} is for {}, not {t}",
+                r.id, r.target
+            )));
+        }
     }
     let r = d.report(&c.device, &b.rollout, status, &b.detail).await?;
     Ok(Json(
@@ -200,14 +216,14 @@ async fn list_rollouts<S: CaStore>(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RolloutBody {
-    model: String,
-    version: String,
-    cohort: Cohort,
-    stages: Option<Vec<u8>>,
-    promote_success_rate: Option<f64>,
-    halt_failure_rate: Option<f64>,
-    min_reports: Option<u32>,
+pub struct RolloutBody {
+    pub model: String,
+    pub version: String,
+    pub cohort: Cohort,
+    pub stages: Option<Vec<u8>>,
+    pub promote_success_rate: Option<f64>,
+    pub halt_failure_rate: Option<f64>,
+    pub min_reports: Option<u32>,
 }
 
 async fn create_rollout<S: CaStore>(
@@ -264,8 +280,8 @@ async fn control<S: CaStore>(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct TagsBody {
-    tags: Vec<String>,
+pub struct TagsBody {
+    pub tags: Vec<String>,
 }
 
 async fn set_tags<S: CaStore>(
