@@ -51,6 +51,7 @@ pub fn router<S: CaStore + 'static>(state: Arc<AppState<S>>) -> Router {
         .merge(crate::advisory_api::public_router::<S>())
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::from_fn(crate::limit::deadline))
+        .layer(axum::middleware::from_fn(crate::headers::baseline))
         .with_state(state)
 }
 

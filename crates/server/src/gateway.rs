@@ -19,6 +19,7 @@ pub fn router<S: CaStore + 'static>(state: Arc<AppState<S>>) -> Router {
         .merge(crate::updates_api::device_router::<S>())
         .merge(crate::postmarket_api::device_router::<S>())
         .layer(axum::extract::DefaultBodyLimit::max(16 * 1024))
+        .layer(axum::middleware::from_fn(crate::headers::baseline))
         .with_state(state)
 }
 

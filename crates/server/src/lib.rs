@@ -12,6 +12,7 @@ mod cluster;
 mod docs_api;
 mod est;
 mod gateway;
+mod headers;
 mod health;
 mod inventory_api;
 mod limit;
