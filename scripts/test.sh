@@ -9,6 +9,8 @@ need=()
 command -v openssl >/dev/null || need+=(openssl)
 command -v curl >/dev/null || need+=(curl)
 command -v faketime >/dev/null || need+=(faketime)
+# The TLS listeners are scanned by testssl.sh (Debian's package installs it as `testssl`).
+command -v testssl >/dev/null || command -v testssl.sh >/dev/null || need+=(testssl.sh)
 [ -e /usr/lib/softhsm/libsofthsm2.so ] && command -v softhsm2-util >/dev/null || need+=(softhsm2)
 # The documentation tests read PDFs with poppler (pdftotext, pdftoppm, pdfinfo).
 command -v pdftotext >/dev/null && command -v pdftoppm >/dev/null || need+=(poppler-utils)
@@ -60,4 +62,11 @@ cargo metadata --format-version 1 --locked \
     --filter-platform x86_64-unknown-linux-gnu --filter-platform aarch64-unknown-linux-gnu \
     > "${TMPDIR:-/tmp}/medsec-deny-metadata.json"
 cargo deny --offline --metadata-path "${TMPDIR:-/tmp}/medsec-deny-metadata.json" check licenses bans sources
-cargo test --workspace --locked
+# The tests write every server's and agent's output, every CLI invocation's stderr and every
+# secret they handle to a fresh directory (crates/medsec/tests/common/testlog.rs); no secret
+# may appear in those logs.
+log_dir=$(mktemp -d "${TMPDIR:-/tmp}/medsec-test-logs.XXXXXX")
+echo "test logs: $log_dir"
+MEDSEC_TEST_LOG_DIR="$log_dir" cargo test --workspace --locked
+scripts/secrets-in-logs.sh "$log_dir"
+rm -rf "$log_dir"

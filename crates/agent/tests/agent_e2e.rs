@@ -18,6 +18,11 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 
 const PASSPHRASE: &str = "agent e2e test passphrase";
 
+/// Log capture for scripts/secrets-in-logs.sh (`MEDSEC_TEST_LOG_DIR`), shared with medsec's
+/// own test harness.
+#[path = "../../medsec/tests/common/testlog.rs"]
+mod testlog;
+
 /// `target/<profile>/`, found from this test executable (`target/<profile>/deps/…`), so a
 /// custom CARGO_TARGET_DIR works too.
 fn target_dir() -> PathBuf {
@@ -74,6 +79,11 @@ impl Server {
             https: String::new(),
             device: String::new(),
         };
+        testlog::secret(PASSPHRASE);
+        if let Some(p) = testlog::new_log("medsec-serve") {
+            // server.log (read by `log()`) is the captured file itself.
+            std::os::unix::fs::symlink(p, server.path("server.log")).unwrap();
+        }
         server.launch();
         let root = server.medsec_ok(&["ca", "show", "root", "--pem"]);
         std::fs::write(server.path("root.pem"), root).unwrap();
@@ -117,6 +127,7 @@ impl Server {
             .env("MEDSEC_KEY_PASSPHRASE", PASSPHRASE)
             .env_remove("MEDSEC_DATA_DIR")
             .env_remove("MEDSEC_CONFIG")
+            .envs(testlog::server_env())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(stderr)
@@ -126,8 +137,13 @@ impl Server {
         // or closed pipe.
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = mpsc::channel();
+        // Captured for the secrets check: stdout joins stderr in the log.
+        let mut copy = testlog::dir().map(|_| testlog::append(&self.path("server.log")));
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(f) = copy.as_mut() {
+                    let _ = writeln!(f, "{line}");
+                }
                 let _ = tx.send(line);
             }
         });
@@ -165,7 +181,7 @@ impl Server {
     }
 
     fn medsec(&self, args: &[&str]) -> Output {
-        Command::new(&self.bin)
+        let o = Command::new(&self.bin)
             .arg("--data-dir")
             .arg(self.path("data"))
             .args(args)
@@ -173,7 +189,9 @@ impl Server {
             .env_remove("MEDSEC_DATA_DIR")
             .env_remove("MEDSEC_CONFIG")
             .output()
-            .expect("run medsec")
+            .expect("run medsec");
+        testlog::cli("medsec", args, &o);
+        o
     }
 
     fn medsec_ok(&self, args: &[&str]) -> String {
@@ -197,7 +215,9 @@ impl Server {
             device,
         ]);
         let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-        v["token"].as_str().expect("token field").to_owned()
+        let t = v["token"].as_str().expect("token field").to_owned();
+        testlog::secret(&t);
+        t
     }
 
     /// Runs the agent for state directory `state` with the usual server flags.
@@ -206,9 +226,18 @@ impl Server {
     }
 
     fn agent_with(&self, state: &str, root: &Path, name: &str, args: &[&str]) -> Output {
-        self.agent_cmd(state, root, name, args)
+        let o = self
+            .agent_cmd(state, root, name, args)
             .output()
-            .expect("run medsec-agent")
+            .expect("run medsec-agent");
+        self.agent_logged(state, args, &o);
+        o
+    }
+
+    /// Hands an agent run to the log capture, with the device key it may have generated.
+    fn agent_logged(&self, state: &str, args: &[&str], o: &Output) {
+        testlog::private_key_file(&self.path(state).join("device.key"));
+        testlog::process("medsec-agent", args, o);
     }
 
     fn agent_cmd(&self, state: &str, root: &Path, name: &str, args: &[&str]) -> Command {
@@ -599,7 +628,10 @@ impl Server {
         .args(args)
         .env("SOFTHSM2_CONF", conf)
         .env("MEDSEC_AGENT_PKCS11_PIN", HSM_PIN);
-        cmd.output().expect("run medsec-agent")
+        testlog::secret(HSM_PIN);
+        let o = cmd.output().expect("run medsec-agent");
+        self.agent_logged(state, args, &o);
+        o
     }
 
     fn agent_hsm_ok(&self, conf: &Path, state: &str, args: &[&str]) -> String {
@@ -1126,7 +1158,9 @@ impl Server {
             role,
         ]);
         let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-        v["token"].as_str().expect("token field").to_owned()
+        let t = v["token"].as_str().expect("token field").to_owned();
+        testlog::secret(&t);
+        t
     }
 
     /// `GET /api/v1/<path>` on the HTTPS listener with an API token (curl); the JSON answer.

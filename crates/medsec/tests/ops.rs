@@ -12,8 +12,17 @@ use std::process::{Command, Stdio};
 
 /// Starts `medsec serve` with extra arguments and environment, its stderr in `log` (a file, so
 /// a chatty log never blocks the server on a full pipe).
+/// With MEDSEC_TEST_LOG_DIR the file lives there (for scripts/secrets-in-logs.sh) and `log`
+/// links to it.
 fn start_logged(env: &Env, extra: &[&str], vars: &[(&str, &str)], log: &str) -> Server {
-    let file = std::fs::File::create(env.path(log)).unwrap();
+    testlog::secret_env(vars.iter().copied());
+    let file = match testlog::new_log("medsec-serve") {
+        Some(p) => {
+            std::os::unix::fs::symlink(&p, env.path(log)).unwrap();
+            testlog::append(&p)
+        }
+        None => std::fs::File::create(env.path(log)).unwrap(),
+    };
     let mut child = Command::new(env!("CARGO_BIN_EXE_medsec"))
         .arg("--data-dir")
         .arg(env.data())
@@ -28,6 +37,8 @@ fn start_logged(env: &Env, extra: &[&str], vars: &[(&str, &str)], log: &str) -> 
         ])
         .args(extra)
         .env("MEDSEC_KEY_PASSPHRASE", PASSPHRASE)
+        // Capture's NO_COLOR; its RUST_LOG gives way to this test's own.
+        .envs(testlog::server_env())
         .env_remove("RUST_LOG")
         .env_remove("MEDSEC_LOG_FORMAT")
         .envs(vars.iter().copied())

@@ -768,6 +768,7 @@ fn expired_device_certificate_is_refused() {
             .current_dir(env.dir.path())
             .output()
             .unwrap();
+        testlog::cli("medsec", args, &o);
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     };
     past(&["ca", "init"]);

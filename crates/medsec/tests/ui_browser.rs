@@ -30,6 +30,8 @@ fn user(env: &Env, name: &str, role: &str, pw: &str) {
         .env("MEDSEC_USER_PASSWORD", pw)
         .output()
         .unwrap();
+    testlog::secret(pw);
+    testlog::cli("medsec", &["user", "create"], &o);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }
 

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod server;
+pub mod testlog;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -15,6 +16,7 @@ pub struct Env {
 
 impl Env {
     pub fn new() -> Self {
+        testlog::secret(PASSPHRASE);
         Env {
             dir: tempfile::tempdir().unwrap(),
             extra_env: Vec::new(),
@@ -45,7 +47,10 @@ impl Env {
         for (k, v) in &self.extra_env {
             c.env(k, v);
         }
-        c.output().expect("run medsec")
+        testlog::secret_env(self.extra_env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        let o = c.output().expect("run medsec");
+        testlog::cli("medsec", args, &o);
+        o
     }
 
     /// Runs medsec and insists on success; returns stdout.
@@ -80,11 +85,13 @@ impl Env {
     }
 
     pub fn openssl(&self, args: &[&str]) -> Output {
-        Command::new("openssl")
+        let o = Command::new("openssl")
             .args(args)
             .current_dir(self.dir.path())
             .output()
-            .expect("openssl must be installed (apt-get install openssl)")
+            .expect("openssl must be installed (apt-get install openssl)");
+        testlog::openssl_keys(args, self.dir.path());
+        o
     }
 
     pub fn openssl_ok(&self, args: &[&str]) -> String {

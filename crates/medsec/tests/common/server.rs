@@ -1,6 +1,6 @@
 //! `medsec serve` as a child process and the curl/openssl helpers the server tests share.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Stdio};
 
 use super::*;
@@ -27,7 +27,18 @@ pub fn start(env: &Env) -> Server {
 
 /// Starts `medsec serve` on loopback ports with extra arguments (e.g. `--syslog 127.0.0.1:0`).
 pub fn start_with(env: &Env, extra: &[&str]) -> Server {
+    // With MEDSEC_TEST_LOG_DIR the server's stdout and stderr go to a file of their own there
+    // (scripts/secrets-in-logs.sh reads them); MEDSEC_TEST_SERVER_LOG=1 shows the log when a
+    // test needs debugging.
+    let log = testlog::new_log("medsec-serve");
+    let stderr = match &log {
+        Some(p) => Stdio::from(testlog::append(p)),
+        None if std::env::var_os("MEDSEC_TEST_SERVER_LOG").is_some() => Stdio::inherit(),
+        None => Stdio::null(),
+    };
+    testlog::secret_env(env.extra_env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     let mut child = Command::new(env!("CARGO_BIN_EXE_medsec"))
+        .envs(testlog::server_env())
         .arg("--data-dir")
         .arg(env.data())
         .args([
@@ -44,18 +55,18 @@ pub fn start_with(env: &Env, extra: &[&str]) -> Server {
         // The same extra environment as the CLI runs (e.g. MEDSEC_DATABASE_URL for PostgreSQL).
         .envs(env.extra_env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .stdout(Stdio::piped())
-        // MEDSEC_TEST_SERVER_LOG=1 shows the server's log when a test needs debugging.
-        .stderr(if std::env::var_os("MEDSEC_TEST_SERVER_LOG").is_some() {
-            Stdio::inherit()
-        } else {
-            Stdio::null()
-        })
+        .stderr(stderr)
         .spawn()
         .unwrap();
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    stdout.read_line(&mut line).unwrap();
+    if let Some(p) = &log {
+        // The rest of stdout too, for as long as the server runs.
+        let mut f = testlog::append(p);
+        let _ = f.write_all(line.as_bytes());
+        std::thread::spawn(move || std::io::copy(&mut stdout, &mut f));
+    }
     let get = |k: &str| {
         line.split_whitespace()
             .find_map(|w| w.strip_prefix(&format!("{k}=")))
@@ -150,7 +161,7 @@ pub fn p7_to_pem(env: &Env, b64: &str, out: &str) {
 }
 
 pub fn token(env: &Env, device: &str) -> String {
-    env.json(&[
+    let t = env.json(&[
         "token",
         "create",
         "--profile",
@@ -160,7 +171,9 @@ pub fn token(env: &Env, device: &str) -> String {
     ])["token"]
         .as_str()
         .unwrap()
-        .to_owned()
+        .to_owned();
+    testlog::secret(&t);
+    t
 }
 
 /// A new API token with `role`, as the `Authorization` header value.
@@ -176,6 +189,7 @@ pub fn api_auth(env: &Env, role: &str) -> String {
         .as_str()
         .unwrap()
         .to_owned();
+    testlog::secret(&t);
     format!("Authorization: Bearer {t}")
 }
 
