@@ -167,6 +167,9 @@ fn now() -> OffsetDateTime {
 
 /// Backdating absorbs clock skew on devices that have just booted.
 const BACKDATE: Duration = Duration::seconds(60);
+
+/// The longest life of a server certificate the CA issues to a server's in-memory key.
+pub const MAX_SERVER_CERT_DAYS: i64 = 30;
 /// How often to retry issuance when a random serial collides with a stored one.
 const SERIAL_ATTEMPTS: usize = 4;
 
@@ -1004,13 +1007,23 @@ impl<S: CaStore> Ca<S> {
 
     /// Signs a TLS server certificate for medsec's own listeners (serverAuth; DNS names and IP
     /// addresses from `names`), valid 30 days. Audited; not a device, so not in the registry.
+    /// A server certificate for `names`, valid for `lifetime` (at most the CA's own), for a
+    /// key that lives only in the server's memory. It is short-lived and renewed by the server
+    /// long before it expires, and it is not stored, so it cannot be revoked: it says so with
+    /// RFC 9608 noRevAvail instead of pointing at a CRL or OCSP responder that would not know it.
     pub async fn issue_server_cert(
         &self,
         issuer: &Name,
         names: &[String],
         spki_der: &[u8],
+        lifetime: Duration,
         actor: &Actor,
     ) -> Result<Vec<u8>, CaError> {
+        if lifetime <= Duration::ZERO || lifetime > Duration::days(MAX_SERVER_CERT_DAYS) {
+            return Err(CaError::Config(format!(
+                "a server certificate lives 1 second to {MAX_SERVER_CERT_DAYS} days"
+            )));
+        }
         let ca = self.load(issuer).await?;
         let public = rcgen::SubjectPublicKeyInfo::from_der(spki_der)?;
         let mut p = rcgen::CertificateParams::new(Vec::<String>::new())?;
@@ -1036,14 +1049,19 @@ impl<S: CaStore> Ca<S> {
             &serial.to_der_integer_bytes(),
         ));
         p.not_before = t - BACKDATE;
-        p.not_after = (t + Duration::days(30)).min(ca.record.not_after);
+        p.not_after = (t + lifetime).min(ca.record.not_after);
         p.is_ca = rcgen::IsCa::ExplicitNoCa;
         p.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
         p.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
         p.use_authority_key_identifier_extension = true;
+        // id-ce-noRevAvail (2.5.29.56), NULL, non-critical (RFC 9608).
+        p.custom_extensions = vec![rcgen::CustomExtension::from_oid_content(
+            &[2, 5, 29, 56],
+            vec![0x05, 0x00],
+        )];
         let cert = p.signed_by(&public, &ca.issuer)?;
         // Recorded in the audit log only: the server's key never leaves its process and the
-        // certificate is re-issued at every start.
+        // certificate is re-issued at every start and renewed while the server runs.
         let audit = AuditRecord::new(
             actor,
             AuditAction::CertIssued,

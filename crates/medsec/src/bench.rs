@@ -810,7 +810,7 @@ async fn est(count: usize, concurrency: usize) -> Result<()> {
     let identity =
         medsec_server::ServerIdentity::issue(&state, &profile.issuer, &["127.0.0.1".to_owned()])
             .await?;
-    tokio::spawn(async move { medsec_server::serve(bound, state, &identity).await });
+    tokio::spawn(async move { medsec_server::serve(bound, state, identity).await });
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     let client = Arc::new(medsec_agent::EstClient::new(
         &addr,
@@ -1150,7 +1150,7 @@ async fn events(
     let identity =
         medsec_server::ServerIdentity::issue(&state, &profile.issuer, &["127.0.0.1".to_owned()])
             .await?;
-    tokio::spawn(async move { medsec_server::serve(bound, state, &identity).await });
+    tokio::spawn(async move { medsec_server::serve(bound, state, identity).await });
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
 
     // Each device trusts the root only and presents its own chain (leaf, issuing CA).

@@ -125,7 +125,8 @@ pub struct ServerConfig {
     /// DNS names / IP addresses in the server's own certificate.
     pub names: Vec<String>,
     /// Operator-supplied TLS certificate chain and PKCS#8 key (PEM); when unset the server
-    /// issues itself a 30-day certificate from its issuing CA at every start.
+    /// issues itself a certificate from its issuing CA at every start (see
+    /// `self_issued_cert_secs`).
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
     /// Profile for EST requests without a label.
@@ -144,6 +145,11 @@ pub struct ServerConfig {
     pub log_format: crate::cli::LogFormat,
     /// The same as `[store] database_url` (one of the two, or both equal).
     pub database_url: Option<String>,
+    /// Lifetime of the self-issued server certificate (default 7 days, at most 30); the
+    /// server renews it in place when two thirds have passed, checking every
+    /// `self_issued_cert_check_secs`. It carries noRevAvail: its key never leaves memory.
+    pub self_issued_cert_secs: u64,
+    pub self_issued_cert_check_secs: u64,
     /// Seconds between runs of the periodic jobs (supersession, CRL refresh, event retention);
     /// replicas on one database claim each run, so each job runs once per interval among them.
     pub jobs_interval_secs: u64,
@@ -167,6 +173,8 @@ impl Default for ServerConfig {
             log_format: crate::cli::LogFormat::Text,
             database_url: None,
             jobs_interval_secs: 30,
+            self_issued_cert_secs: 7 * 86_400,
+            self_issued_cert_check_secs: 600,
         }
     }
 }

@@ -146,6 +146,10 @@ pub async fn run(app: App, args: &ServeArgs) -> Result<()> {
             )
             .with_idevid_cas(idevid_cas)
             .with_ocsp_cache_ttl(std::time::Duration::from_secs(cfg.ocsp_cache_secs))
+            .with_server_cert(
+                std::time::Duration::from_secs(cfg.self_issued_cert_secs),
+                std::time::Duration::from_secs(cfg.self_issued_cert_check_secs),
+            )
             .with_rate_limit(cfg.est_rate_per_sec, cfg.est_rate_burst)
             .with_metrics(cfg.metrics)
             .with_jobs(
@@ -174,7 +178,7 @@ pub async fn run(app: App, args: &ServeArgs) -> Result<()> {
         ),
     }
     tokio::spawn(refresh_tuf(tuf_keys, tuf_dir_job));
-    medsec_server::serve(bound, state, &identity).await?;
+    medsec_server::serve(bound, state, identity).await?;
     Ok(())
 }
 

@@ -42,7 +42,7 @@ pub use postmarket_api::{PostmarketSettings, kev_listed, report_context};
 pub use problem::Problem;
 pub use risk_api::risk_inputs;
 pub use state::{AppState, AuditRow, AuditView, RevocationWatch};
-pub use tls::{ServerIdentity, device_tls_config, est_tls_config};
+pub use tls::{ServerCert, ServerIdentity, device_tls_config, est_tls_config};
 pub use updates_api::check_tags;
 
 /// Errors starting or running the server.
@@ -212,10 +212,17 @@ pub fn https_app<S: medsec_ca::CaStore + 'static>(state: Arc<AppState<S>>) -> ax
 pub async fn serve<S: medsec_ca::CaStore + 'static>(
     bound: Bound,
     state: Arc<AppState<S>>,
-    identity: &ServerIdentity,
+    identity: ServerIdentity,
 ) -> Result<(), ServerError> {
-    let est_cfg = Arc::new(est_tls_config(&state, identity).await?);
-    let dev_cfg = Arc::new(device_tls_config(&state, identity).await?);
+    let cert = ServerCert::new(&identity)?;
+    let est_cfg = Arc::new(est_tls_config(&state, &cert).await?);
+    let dev_cfg = Arc::new(device_tls_config(&state, &cert).await?);
+    tokio::spawn(tls::renew_server_cert(
+        state.clone(),
+        cert,
+        identity,
+        state.server_cert_check,
+    ));
     let plain = pki::router(state.clone());
     let https = est::router(state.clone());
     let device = gateway::router(state.clone());

@@ -90,6 +90,10 @@ pub struct AppState<S> {
     pub replica: String,
     /// How often the periodic jobs run (one claim per job per interval across replicas).
     pub jobs_interval: Duration,
+    /// Lifetime of the self-issued server certificate, and how often the server checks
+    /// whether two thirds of it have passed (then it renews the certificate in place).
+    pub server_cert_lifetime: Duration,
+    pub server_cert_check: Duration,
     /// The store's connection-pool figures for `/metrics`, when the binary supplies them.
     pub(crate) pool_stats: Option<crate::metrics::PoolStatsFn>,
     /// The last failed issuing-key load seen by `/readyz` and why, so probes do not rerun the
@@ -145,6 +149,8 @@ impl<S: CaStore> AppState<S> {
             leases: None,
             replica: crate::cluster::replica_id(),
             jobs_interval: Duration::from_secs(30),
+            server_cert_lifetime: Duration::from_secs(7 * 86_400),
+            server_cert_check: Duration::from_secs(600),
         }
     }
 
@@ -241,6 +247,13 @@ impl<S: CaStore> AppState<S> {
     }
 
     /// How long OCSP responses are cached (zero: not at all).
+    /// Lifetime of the self-issued server certificate and the interval of its renewal check.
+    pub fn with_server_cert(mut self, lifetime: Duration, check: Duration) -> Self {
+        self.server_cert_lifetime = lifetime;
+        self.server_cert_check = check.max(Duration::from_secs(1));
+        self
+    }
+
     pub fn with_ocsp_cache_ttl(mut self, ttl: Duration) -> Self {
         self.ocsp_cache = OcspCache::new(ttl);
         self

@@ -5,7 +5,8 @@ use std::sync::Arc;
 use medsec_ca::CaStore;
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, UnixTime};
-use rustls::server::WebPkiClientVerifier;
+use rustls::server::{ResolvesServerCert, WebPkiClientVerifier};
+use rustls::sign::CertifiedKey;
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{DigitallySignedStruct, DistinguishedName, RootCertStore, SignatureScheme};
 
@@ -16,6 +17,107 @@ use crate::state::{AppState, RevocationWatch};
 pub struct ServerIdentity {
     pub chain: Vec<CertificateDer<'static>>,
     pub key: PrivatePkcs8KeyDer<'static>,
+    /// Set for a self-issued identity: who issues its successor, for which names.
+    reissue: Option<(medsec_core::Name, Vec<String>)>,
+}
+
+/// The certificate both TLS listeners present, swapped in place when the server renews its
+/// self-issued one, so connections after the swap get the new chain without a restart.
+#[derive(Debug)]
+pub struct ServerCert(std::sync::RwLock<Arc<CertifiedKey>>);
+
+impl ServerCert {
+    pub fn new(identity: &ServerIdentity) -> Result<Arc<Self>, ServerError> {
+        Ok(Arc::new(ServerCert(std::sync::RwLock::new(
+            identity.certified_key()?,
+        ))))
+    }
+
+    fn set(&self, identity: &ServerIdentity) -> Result<(), ServerError> {
+        let key = identity.certified_key()?;
+        match self.0.write() {
+            Ok(mut g) => *g = key,
+            Err(p) => *p.into_inner() = key,
+        }
+        Ok(())
+    }
+
+    fn current(&self) -> Arc<CertifiedKey> {
+        match self.0.read() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    /// The leaf certificate presented now (DER).
+    pub fn leaf_der(&self) -> Vec<u8> {
+        self.current()
+            .cert
+            .first()
+            .map(|c| c.to_vec())
+            .unwrap_or_default()
+    }
+}
+
+impl ResolvesServerCert for ServerCert {
+    fn resolve(&self, _hello: rustls::server::ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.current())
+    }
+}
+
+/// Renews a self-issued server certificate once two thirds of its lifetime have passed, as
+/// the agent does for devices; an operator-supplied certificate is the operator's to renew.
+/// Checks every `every`; a failed renewal is logged and retried at the next check, while the
+/// current certificate still has a third of its life.
+pub(crate) async fn renew_server_cert<S: CaStore>(
+    state: Arc<AppState<S>>,
+    cert: Arc<ServerCert>,
+    mut identity: ServerIdentity,
+    every: std::time::Duration,
+) {
+    let Some((issuer, names)) = identity.reissue.clone() else {
+        return;
+    };
+    loop {
+        tokio::time::sleep(every).await;
+        let due = match renewal_due(&identity) {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!("server certificate: {e}");
+                true
+            }
+        };
+        if !due {
+            continue;
+        }
+        match ServerIdentity::issue(&state, &issuer, &names).await {
+            Ok(next) => match cert.set(&next) {
+                Ok(()) => {
+                    tracing::info!("server certificate renewed for {}", names.join(", "));
+                    identity = next;
+                }
+                Err(e) => tracing::warn!("server certificate renewal: {e}"),
+            },
+            Err(e) => tracing::warn!("server certificate renewal failed: {e}"),
+        }
+    }
+}
+
+/// Whether two thirds of the identity's leaf lifetime have passed.
+fn renewal_due(identity: &ServerIdentity) -> Result<bool, ServerError> {
+    use x509_parser::prelude::FromDer;
+    let leaf = identity
+        .chain
+        .first()
+        .ok_or_else(|| ServerError::Tls("empty certificate chain".into()))?;
+    let (_, c) = x509_parser::certificate::X509Certificate::from_der(leaf)
+        .map_err(|e| ServerError::Tls(format!("server certificate: {e}")))?;
+    let (nb, na) = (
+        c.validity().not_before.timestamp(),
+        c.validity().not_after.timestamp(),
+    );
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    Ok(now >= nb + (na - nb) * 2 / 3)
 }
 
 impl ServerIdentity {
@@ -37,6 +139,7 @@ impl ServerIdentity {
         Ok(ServerIdentity {
             chain,
             key: PrivatePkcs8KeyDer::from(key),
+            reissue: None,
         })
     }
 
@@ -55,6 +158,8 @@ impl ServerIdentity {
                 issuer,
                 names,
                 &rcgen::PublicKeyData::subject_public_key_info(&key),
+                time::Duration::try_from(state.server_cert_lifetime)
+                    .map_err(|e| ServerError::Tls(format!("server certificate lifetime: {e}")))?,
                 &state.actor,
             )
             .await?;
@@ -65,11 +170,20 @@ impl ServerIdentity {
         Ok(ServerIdentity {
             chain,
             key: PrivatePkcs8KeyDer::from(key.serialize_der()),
+            reissue: Some((issuer.clone(), names.to_vec())),
         })
     }
 
-    fn key(&self) -> PrivateKeyDer<'static> {
-        PrivateKeyDer::Pkcs8(self.key.clone_key())
+    fn certified_key(&self) -> Result<Arc<CertifiedKey>, ServerError> {
+        let key = provider()
+            .key_provider
+            .load_private_key(PrivateKeyDer::Pkcs8(self.key.clone_key()))
+            .map_err(|e| ServerError::Tls(format!("server key: {e}")))?;
+        let ck = CertifiedKey::new(self.chain.clone(), key);
+        // The key must be the certificate's: rustls would otherwise fail every handshake.
+        ck.keys_match()
+            .map_err(|e| ServerError::Tls(format!("server key and certificate: {e}")))?;
+        Ok(Arc::new(ck))
     }
 }
 
@@ -112,15 +226,14 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 
 fn server_config(
     verifier: Arc<dyn ClientCertVerifier>,
-    identity: &ServerIdentity,
+    cert: &Arc<ServerCert>,
 ) -> Result<rustls::ServerConfig, ServerError> {
     // rustls speaks only TLS 1.2 and 1.3: older versions and plaintext never get through.
     let mut cfg = rustls::ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| ServerError::Tls(e.to_string()))?
         .with_client_cert_verifier(verifier)
-        .with_single_cert(identity.chain.clone(), identity.key())
-        .map_err(|e| ServerError::Tls(e.to_string()))?;
+        .with_cert_resolver(cert.clone());
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(cfg)
 }
@@ -129,7 +242,7 @@ fn server_config(
 /// one of our CAs (checked again by the CA on use).
 pub async fn est_tls_config<S: CaStore>(
     state: &AppState<S>,
-    identity: &ServerIdentity,
+    cert: &Arc<ServerCert>,
 ) -> Result<rustls::ServerConfig, ServerError> {
     let mut roots = our_roots(state).await?;
     for der in &state.idevid_cas {
@@ -141,14 +254,14 @@ pub async fn est_tls_config<S: CaStore>(
         .allow_unauthenticated()
         .build()
         .map_err(|e| ServerError::Tls(e.to_string()))?;
-    server_config(verifier, identity)
+    server_config(verifier, cert)
 }
 
 /// The device listener: a client certificate chaining to our CAs is mandatory, and a revoked
 /// one fails the handshake.
 pub async fn device_tls_config<S: CaStore>(
     state: &AppState<S>,
-    identity: &ServerIdentity,
+    cert: &Arc<ServerCert>,
 ) -> Result<rustls::ServerConfig, ServerError> {
     let inner =
         WebPkiClientVerifier::builder_with_provider(Arc::new(our_roots(state).await?), provider())
@@ -159,7 +272,7 @@ pub async fn device_tls_config<S: CaStore>(
         watch: state.watch.clone(),
         observed: state.revoked_use.clone(),
     });
-    server_config(verifier, identity)
+    server_config(verifier, cert)
 }
 
 /// Chain validation by webpki, then the in-process revocation set.
