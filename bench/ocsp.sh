@@ -35,12 +35,12 @@ p_ossl=$(port)
 openssl ocsp -index index.txt -port "$p_ossl" -rsigner root.pem -rkey root.key -CA root.pem -nmin 60 >/dev/null 2>&1 &
 pids+=($!)
 
-start_medsec() { # $1 = cache seconds
+start_medsec() { # $1 = cache seconds; sets $addr (not run in a subshell, so $pids keeps the server)
     printf '[server]\nocsp_cache_secs = %s\n' "$1" > data/medsec.toml
     $M --data-dir data serve --http 127.0.0.1:0 --https 127.0.0.1:0 --device 127.0.0.1:0 > serve.out 2>/dev/null &
     pids+=($!)
     for _ in $(seq 50); do grep -q listening serve.out 2>/dev/null && break; sleep 0.1; done
-    sed 's/.*http=\([^ ]*\).*/\1/' serve.out | head -1
+    addr=$(sed 's/.*http=\([^ ]*\).*/\1/' serve.out | head -1)
 }
 
 openssl ocsp -issuer root.pem -cert issuing.pem -reqout req.der -no_nonce >/dev/null
@@ -78,7 +78,7 @@ echo "| responder | load generator | requests/s | p50 | p99 |"
 echo "|---|---|---|---|---|"
 run "openssl ocsp -index -port (new connection per request)" "http://127.0.0.1:$p_ossl/$b64" "" ab
 for cache in 0 60; do
-    addr=$(start_medsec "$cache")
+    start_medsec "$cache"
     openssl ocsp -issuer root.pem -cert issuing.pem -url "http://$addr/ocsp" -CAfile root.pem -no_nonce | grep -q "issuing.pem: good"
     run "medsec serve, ocsp_cache_secs=$cache, new connection per request" "http://$addr/ocsp/$b64" "" ab
     run "medsec serve, ocsp_cache_secs=$cache, keep-alive" "http://$addr/ocsp/$b64" "-k" ab
