@@ -69,14 +69,25 @@ macro_rules! id_newtype {
                 &self.0
             }
 
-            /// Joins already-checked parts with `-` (e.g. `T`, rule id, target id), cut to
-            /// 128 bytes. Checked ids are ASCII from the id alphabet, so the result is valid
-            /// whenever the first part starts with a letter or digit; callers pass constants
-            /// there. Avoids a fallible parse (and a panic path) for derived ids.
+            /// Joins already-checked parts with `-` (e.g. `T`, rule id, target id). Checked
+            /// ids are ASCII from the id alphabet, so the result is valid whenever the first
+            /// part starts with a letter or digit; callers pass constants there. Avoids a
+            /// fallible parse (and a panic path) for derived ids.
+            ///
+            /// A join longer than 128 bytes keeps its first 111 bytes and ends with `-` and
+            /// 16 hex digits of its SHA-256, so two long ids that share a prefix stay distinct
+            /// (plain truncation made, e.g., the threats of two links with long ids share one
+            /// id, and one of them was dropped; found by the `risk_inventory` fuzz target).
             #[allow(dead_code)]
             pub(crate) fn derived(parts: &[&str]) -> Self {
                 let mut s = parts.join("-");
-                s.truncate(128);
+                if s.len() > 128 {
+                    use sha2::Digest;
+                    let h = hex::encode(sha2::Sha256::digest(s.as_bytes()));
+                    s.truncate(111);
+                    s.push('-');
+                    s.push_str(&h[..16]);
+                }
                 debug_assert!(check_id($what, &s).is_ok(), "derived id {s:?}");
                 Self(s)
             }

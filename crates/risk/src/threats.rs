@@ -319,9 +319,34 @@ impl RuleSet {
             }
         }
         threats.sort_by(|a, b| a.id.cmp(&b.id));
-        threats.dedup_by(|a, b| a.id == b.id);
+        // Ids join rule and target ids with `-`, which ids contain too, so two (rule, target)
+        // pairs can derive one id (rule "r" on link "tablet-pump", rule "r-tablet" on endpoint
+        // "pump"). The first, in rule then inventory order, keeps it; the others get a suffix
+        // from their own rule and target instead of being dropped (found by the `risk_rules`
+        // fuzz target).
+        let mut taken = BTreeSet::new();
+        for t in &mut threats {
+            if !taken.insert(t.id.clone()) {
+                t.id = clash_free_id(t);
+                taken.insert(t.id.clone());
+            }
+        }
+        threats.sort_by(|a, b| a.id.cmp(&b.id));
         ThreatModel { threats }
     }
+}
+
+/// `T-<rule>-<target>-<16 hex digits of SHA-256 of (rule, target)>`, for a threat whose plain
+/// id another (rule, target) pair already derived.
+fn clash_free_id(t: &Threat) -> ThreatId {
+    use sha2::Digest;
+    let rule = match &t.origin {
+        ThreatOrigin::Rule(r) => r.as_str(),
+        _ => "",
+    };
+    let key = format!("{rule}\0{:?}", t.target);
+    let h = hex::encode(sha2::Sha256::digest(key.as_bytes()));
+    ThreatId::derived(&["T", rule, t.target.id_str(), &h[..16]])
 }
 
 fn any_in<T: PartialEq>(want: &Option<Vec<T>>, have: &T) -> bool {
