@@ -107,6 +107,17 @@ const OID_RSA_SHA256: Oid<'static> = oid!(1.2.840.113549.1.1.11);
 const OID_RSA_SHA384: Oid<'static> = oid!(1.2.840.113549.1.1.12);
 const OID_RSA_SHA512: Oid<'static> = oid!(1.2.840.113549.1.1.13);
 
+/// Classifies a DER SubjectPublicKeyInfo as [`parse_and_verify_csr`] does (`spki_der` of a
+/// [`VerifiedCsr`] classifies to its `key_algorithm`; the fuzz targets check that).
+pub fn classify_spki_der(spki_der: &[u8]) -> Result<KeyAlgorithm, CaError> {
+    let (rest, spki) = x509_parser::x509::SubjectPublicKeyInfo::from_der(spki_der)
+        .map_err(|e| err(format!("not a DER SubjectPublicKeyInfo: {e}")))?;
+    if !rest.is_empty() {
+        return Err(err("trailing bytes after the SubjectPublicKeyInfo"));
+    }
+    classify_key(&spki)
+}
+
 /// Decides the key type from the SPKI (algorithm OID, curve and size), never from the
 /// signature algorithm.
 pub(crate) fn classify_key(

@@ -20,12 +20,14 @@ mod x509;
 pub use crl::{
     CrlContent, MAX_CRL_SHARDS, SHARD_PLACEHOLDER, crl_shard_of, crl_shard_url, encode_crl,
 };
-pub use csr::{VerifiedCsr, parse_and_verify_csr};
+pub use csr::{VerifiedCsr, classify_spki_der, parse_and_verify_csr};
 pub use model::{
     CaRecord, CaRole, CertRecord, CertStatus, CrlRecord, DeviceRecord, DeviceStatus,
     EnrollmentToken, Issuance, IssuanceKind, Revocation,
 };
-pub use ocsp::{OcspResponder, OcspStatusSource, error_response as ocsp_error_response};
+pub use ocsp::{
+    MAX_CERTS_PER_REQUEST, OcspResponder, OcspStatusSource, error_response as ocsp_error_response,
+};
 pub use profile::Profile;
 pub use service::{Ca, CaInitSpec, CaUrls, IssuedCert, RekeyOutcome};
 pub use store::{CaStore, CertFilter, StoreError};

@@ -82,6 +82,17 @@ impl ParsedRequest {
             .iter()
             .filter_map(|(_, m)| m.as_ref().map(|(i, s)| (&r.cas[*i].name, s)))
     }
+
+    /// Every CertID of the request, in request order, with whether it names one of the
+    /// responder's CAs (and a serial it can look up).
+    pub fn cert_ids(&self) -> impl Iterator<Item = (&CertId, bool)> + '_ {
+        self.items.iter().map(|(id, m)| (id, m.is_some()))
+    }
+
+    /// The nonce the response will echo (the extension's OCTET STRING contents), if any.
+    pub fn nonce(&self) -> Option<&[u8]> {
+        self.nonce.as_ref().map(|e| e.extn_value.as_bytes())
+    }
 }
 
 fn digest(oid: &ObjectIdentifier, data: &[u8]) -> Vec<u8> {
@@ -132,6 +143,19 @@ impl OcspResponder {
             cas: Vec::new(),
             validity,
         }
+    }
+
+    /// A responder for one CA whose key `signer` holds, for callers outside the CA service
+    /// (the fuzz targets of `medsec-fuzz` parse and answer requests with it).
+    pub fn for_ca(
+        validity: time::Duration,
+        name: Name,
+        cert_der: &[u8],
+        signer: std::sync::Arc<dyn medsec_keys::Signer>,
+    ) -> Result<Self, crate::CaError> {
+        let mut r = Self::new(validity);
+        r.add_ca(name, cert_der, CaKey::new(signer)?)?;
+        Ok(r)
     }
 
     pub(crate) fn add_ca(

@@ -549,12 +549,12 @@ async fn create_route<S: CaStore>(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct ReviseBody {
-    summary: String,
-    status: Option<String>,
-    tlp: Option<String>,
+pub struct ReviseBody {
+    pub summary: String,
+    pub status: Option<String>,
+    pub tlp: Option<String>,
     /// Re-derive the content from the data held now, with these request fields.
-    refresh: Option<AdvisoryRequest>,
+    pub refresh: Option<AdvisoryRequest>,
 }
 
 async fn revise_route<S: CaStore>(

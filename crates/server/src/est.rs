@@ -264,6 +264,13 @@ fn csr_from_body(headers: &HeaderMap, body: &[u8]) -> Result<Vec<u8>, Problem> {
             "expected Content-Type: application/pkcs10 with a base64 DER CSR",
         ));
     }
+    decode_csr_body(body)
+}
+
+/// The DER CSR of an RFC 7030 request body: base64 with its line breaks (any ASCII
+/// whitespace) ignored. Public for the fuzz targets (`medsec-fuzz`); the DER goes on to
+/// `medsec_ca::parse_and_verify_csr`.
+pub fn decode_csr_body(body: &[u8]) -> Result<Vec<u8>, Problem> {
     let cleaned: Vec<u8> = body
         .iter()
         .copied()

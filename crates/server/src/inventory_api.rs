@@ -137,10 +137,10 @@ async fn list_firmware<S: CaStore>(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct FirmwareBody {
-    released_on: Option<String>,
-    support_level: Option<String>,
-    end_of_support: Option<String>,
+pub struct FirmwareBody {
+    pub released_on: Option<String>,
+    pub support_level: Option<String>,
+    pub end_of_support: Option<String>,
 }
 
 async fn put_firmware<S: CaStore>(
@@ -257,11 +257,11 @@ async fn import_kev<S: CaStore>(
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-struct MatchBody {
-    model: Option<String>,
-    version: Option<String>,
+pub struct MatchBody {
+    pub model: Option<String>,
+    pub version: Option<String>,
     #[serde(default)]
-    cpe: bool,
+    pub cpe: bool,
 }
 
 fn scope(model: Option<&str>, version: Option<&str>) -> Result<VexScope, Problem> {
@@ -317,15 +317,15 @@ async fn findings<S: CaStore>(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct TriageBody {
-    model: String,
-    version: String,
-    vulnerability: String,
-    component: Option<String>,
-    state: String,
-    justification: Option<String>,
-    detail: String,
-    action: Option<String>,
+pub struct TriageBody {
+    pub model: String,
+    pub version: String,
+    pub vulnerability: String,
+    pub component: Option<String>,
+    pub state: String,
+    pub justification: Option<String>,
+    pub detail: String,
+    pub action: Option<String>,
 }
 
 async fn triage<S: CaStore>(
@@ -397,7 +397,7 @@ async fn device_findings<S: CaStore>(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct FirmwareReport {
+pub struct FirmwareReport {
     pub version: String,
 }
 

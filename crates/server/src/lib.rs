@@ -45,6 +45,23 @@ pub use state::{AppState, AuditRow, AuditView, RevocationWatch};
 pub use tls::{ServerCert, ServerIdentity, device_tls_config, est_tls_config};
 pub use updates_api::check_tags;
 
+/// The request bodies the REST handlers deserialize and the EST body decoder, public only so
+/// that `medsec-fuzz` can feed them the bytes a client could send. The checks each handler
+/// applies after deserializing stay in the handler (the fuzz targets repeat them).
+pub mod request_bodies {
+    pub use crate::advisory_api::{AdvisoryRequest, ReviseBody};
+    pub use crate::api::{IssueBody, RevokeBody, TokenBody};
+    pub use crate::est::decode_csr_body;
+    pub use crate::inventory_api::{FirmwareBody, FirmwareReport, MatchBody, TriageBody};
+    pub use crate::postmarket_api::{
+        ActionBody, DisclosureBody, LinksBody, MAX_BATCH_BYTES, MAX_BATCH_EVENTS, OpenBody,
+        OwnerBody, PurgeBody, ReportLinksBody, ReportStatusBody, ReportabilityBody,
+        StatusBody as IncidentStatusBody,
+    };
+    pub use crate::risk_api::SignOffBody;
+    pub use crate::updates_api::{RolloutBody, StatusBody as UpdateStatusBody, TagsBody};
+}
+
 /// Errors starting or running the server.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

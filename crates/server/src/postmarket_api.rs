@@ -342,8 +342,8 @@ async fn list_events<S: CaStore>(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct PurgeBody {
-    retention_days: u32,
+pub struct PurgeBody {
+    pub retention_days: u32,
 }
 
 async fn purge_events<S: CaStore>(
@@ -469,9 +469,9 @@ async fn list_incidents<S: CaStore>(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct OpenBody {
-    title: String,
-    model: String,
+pub struct OpenBody {
+    pub title: String,
+    pub model: String,
 }
 
 async fn open_incident<S: CaStore>(
@@ -499,8 +499,8 @@ async fn get_incident<S: CaStore>(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct StatusBody {
-    status: String,
+pub struct StatusBody {
+    pub status: String,
 }
 
 async fn incident_status<S: CaStore>(
@@ -521,8 +521,8 @@ async fn incident_status<S: CaStore>(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct OwnerBody {
-    owner: String,
+pub struct OwnerBody {
+    pub owner: String,
 }
 
 async fn incident_owner<S: CaStore>(
@@ -543,8 +543,8 @@ async fn incident_owner<S: CaStore>(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct ActionBody {
-    note: String,
+pub struct ActionBody {
+    pub note: String,
 }
 
 async fn incident_action<S: CaStore>(
@@ -565,13 +565,13 @@ async fn incident_action<S: CaStore>(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct LinksBody {
+pub struct LinksBody {
     #[serde(default)]
-    vulnerabilities: Vec<String>,
+    pub vulnerabilities: Vec<String>,
     #[serde(default)]
-    risks: Vec<String>,
+    pub risks: Vec<String>,
     #[serde(default)]
-    models: Vec<String>,
+    pub models: Vec<String>,
 }
 
 async fn incident_links<S: CaStore>(
@@ -607,13 +607,13 @@ async fn incident_links<S: CaStore>(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct ReportabilityBody {
-    reportable: bool,
+pub struct ReportabilityBody {
+    pub reportable: bool,
     #[serde(default)]
-    obligations: Vec<String>,
-    rationale: String,
+    pub obligations: Vec<String>,
+    pub rationale: String,
     /// RFC 3339; the time the manufacturer became aware.
-    aware_at: String,
+    pub aware_at: String,
 }
 
 pub(crate) fn parse_time(what: &str, s: &str) -> Result<OffsetDateTime, Problem> {
@@ -838,9 +838,9 @@ async fn get_report<S: CaStore>(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct ReportStatusBody {
-    status: String,
-    note: Option<String>,
+pub struct ReportStatusBody {
+    pub status: String,
+    pub note: Option<String>,
 }
 
 async fn report_status<S: CaStore>(
@@ -866,11 +866,11 @@ async fn report_status<S: CaStore>(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct ReportLinksBody {
+pub struct ReportLinksBody {
     #[serde(default)]
-    findings: Vec<String>,
+    pub findings: Vec<String>,
     #[serde(default)]
-    incidents: Vec<String>,
+    pub incidents: Vec<String>,
 }
 
 async fn report_links<S: CaStore>(
@@ -899,8 +899,8 @@ async fn report_links<S: CaStore>(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct DisclosureBody {
-    disclose_by: String,
+pub struct DisclosureBody {
+    pub disclose_by: String,
 }
 
 async fn report_disclosure<S: CaStore>(

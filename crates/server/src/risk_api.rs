@@ -189,8 +189,8 @@ async fn put_doc<S: CaStore>(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct SignOffBody {
-    risk: String,
+pub struct SignOffBody {
+    pub risk: String,
 }
 
 async fn sign_off<S: CaStore>(

@@ -40,6 +40,8 @@ use tough::TargetName;
 
 pub use gateway::ReportedStatus;
 pub use store::{Slot, SlotImage};
+/// The checks made on a verified repository, public for the fuzz targets (`medsec-fuzz`).
+pub use tuf::{delegated_versions, find_in_role};
 
 use crate::AgentError;
 use crate::config::AgentConfig;
@@ -774,8 +776,8 @@ fn security_floor(persisted: u64, p: Option<&Pointer>) -> u64 {
 
 /// The director's instruction against the repository: the target must be listed by the
 /// delegated role of the device's model, with the same length, hash and security version,
-/// and be built for this model and hardware revision.
-fn cross_check(
+/// and be built for this model and hardware revision. Public for the fuzz targets.
+pub fn cross_check(
     repo: &tough::Repository,
     i: &Instruction,
     me: &DeviceIdentity,

@@ -100,7 +100,7 @@ fn keyids(root: &Root, role: RoleType) -> Vec<String> {
 }
 
 /// Every delegated role tough loaded, with its version.
-pub(crate) fn delegated_versions(t: &Targets, out: &mut BTreeMap<String, u64>) {
+pub fn delegated_versions(t: &Targets, out: &mut BTreeMap<String, u64>) {
     if let Some(d) = &t.delegations {
         for r in &d.roles {
             if let Some(signed) = &r.targets {
@@ -184,7 +184,7 @@ fn check_floors(old: &Floors, repo: &Repository) -> Result<Floors, AgentError> {
 
 /// The target `name` as listed by the delegated role `role` (searched through the whole
 /// delegation tree), with its role; `None` if that role does not list it.
-pub(crate) fn find_in_role<'a>(t: &'a Targets, role: &str, name: &str) -> Option<&'a Target> {
+pub fn find_in_role<'a>(t: &'a Targets, role: &str, name: &str) -> Option<&'a Target> {
     let d = t.delegations.as_ref()?;
     for r in &d.roles {
         let Some(signed) = &r.targets else { continue };

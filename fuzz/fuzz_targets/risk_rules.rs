@@ -1,0 +1,4 @@
+//! libFuzzer entry for `medsec_fuzz::risk_rules` (see crates/fuzz).
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| medsec_fuzz::risk_rules(data));
