@@ -109,6 +109,34 @@ impl PoolGauges for PgStore {
     }
 }
 
+/// An `api_tokens` row and its PHC hash, whichever back end read it (both keep `revoked` as a
+/// 0/1 integer and times as Unix seconds).
+pub(crate) fn api_token_from<'r, R>(
+    r: &'r R,
+) -> Result<(medsec_auth::ApiToken, String), medsec_auth::AuthError>
+where
+    R: sqlx::Row,
+    &'r str: sqlx::ColumnIndex<R>,
+    i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    Option<i64>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    let err = |e: StoreError| medsec_auth::AuthError::Store(e.to_string());
+    let be = |e| err(sqlite::be(e));
+    let s = |c: &'r str| r.try_get::<String, _>(c).map_err(be);
+    let role: String = s("role")?;
+    let expires: Option<i64> = r.try_get("expires_at").map_err(be)?;
+    let t = medsec_auth::ApiToken {
+        id: s("id")?,
+        name: s("name")?,
+        role: role.parse()?,
+        created_at: sqlite::from_ts(r.try_get("created_at").map_err(be)?).map_err(err)?,
+        expires_at: expires.map(sqlite::from_ts).transpose().map_err(err)?,
+        revoked: r.try_get::<i64, _>("revoked").map_err(be)? != 0,
+    };
+    Ok((t, s("phc_hash")?))
+}
+
 /// An audit entry from a row of `audit_log`, whichever back end read it.
 pub(crate) fn audit_entry_from<'r, R>(r: &'r R) -> Result<AuditEntry, StoreError>
 where

@@ -884,7 +884,7 @@ impl CaStore for SqliteStore {
         &self,
         ca: &Name,
         shard: u32,
-        build: &(dyn Fn(u64) -> Result<CrlRecord, String> + Send + Sync),
+        build: &medsec_ca::CrlBuilder<'_>,
         audit: &AuditRecord,
     ) -> Result<CrlRecord, StoreError> {
         let mut tx = self.begin().await?;
@@ -897,7 +897,25 @@ impl CaStore for SqliteStore {
         .map_err(be)?;
         let n = n.ok_or_else(|| StoreError::NotFound(format!("CA {ca}")))?;
         let number = u64::try_from(n).map_err(|e| corrupt("CRL number", e))?;
-        let crl = build(number).map_err(StoreError::Refused)?;
+        // Read under this transaction's write lock: every revocation committed before it is
+        // listed, and none can commit until this CRL and its number are stored.
+        let certs = sqlx::query(
+            "SELECT serial, revoked_reason, revoked_at, invalidity_date FROM certs WHERE issuer = ? AND revoked_at IS NOT NULL",
+        )
+        .bind(ca.as_str())
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(be)?;
+        let cas = sqlx::query("SELECT serial, revoked_reason, revoked_at, invalidity_date FROM cas WHERE parent = ? AND revoked_at IS NOT NULL")
+            .bind(ca.as_str())
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(be)?;
+        let entries = medsec_ca::CrlEntries {
+            certs: serial_revocations(&certs)?,
+            cas: serial_revocations(&cas)?,
+        };
+        let (crl, listed) = build(number, entries).map_err(StoreError::Refused)?;
         sqlx::query(
             "INSERT INTO crls (ca, number, this_update, next_update, der, shard) VALUES (?, ?, ?, ?, ?, ?)",
         )
@@ -911,6 +929,7 @@ impl CaStore for SqliteStore {
         .await
         .map_err(be)?;
         let mut rec = audit.clone();
+        rec.details["entries"] = serde_json::json!(listed);
         rec.details["number"] = serde_json::json!(number);
         append_audit(&mut tx, &rec).await?;
         tx.commit().await.map_err(be)?;
@@ -1045,7 +1064,7 @@ impl medsec_auth::AuthStore for SqliteStore {
             .fetch_optional(&self.pool)
             .await
             .map_err(|e| err(be(e)))?;
-        row.as_ref().map(api_token_from).transpose()
+        row.as_ref().map(crate::api_token_from).transpose()
     }
 
     async fn list_api_tokens(&self) -> Result<Vec<medsec_auth::ApiToken>, medsec_auth::AuthError> {
@@ -1055,7 +1074,7 @@ impl medsec_auth::AuthStore for SqliteStore {
             .await
             .map_err(|e| err(be(e)))?;
         rows.iter()
-            .map(|r| api_token_from(r).map(|(t, _)| t))
+            .map(|r| crate::api_token_from(r).map(|(t, _)| t))
             .collect()
     }
 
@@ -1079,22 +1098,4 @@ impl medsec_auth::AuthStore for SqliteStore {
         tx.commit().await.map_err(|e| err(be(e)))?;
         Ok(true)
     }
-}
-
-/// An `api_tokens` row and its PHC hash.
-fn api_token_from(
-    r: &sqlx::sqlite::SqliteRow,
-) -> Result<(medsec_auth::ApiToken, String), medsec_auth::AuthError> {
-    let err = |e: StoreError| medsec_auth::AuthError::Store(e.to_string());
-    let get_s = |c: &str| r.try_get::<String, _>(c).map_err(|e| err(be(e)));
-    let role: String = get_s("role")?;
-    let t = medsec_auth::ApiToken {
-        id: get_s("id")?,
-        name: get_s("name")?,
-        role: role.parse()?,
-        created_at: from_ts(r.try_get("created_at").map_err(|e| err(be(e)))?).map_err(err)?,
-        expires_at: opt_ts(r.try_get("expires_at").map_err(|e| err(be(e)))?).map_err(err)?,
-        revoked: r.try_get::<i64, _>("revoked").map_err(|e| err(be(e)))? != 0,
-    };
-    Ok((t, get_s("phc_hash")?))
 }
