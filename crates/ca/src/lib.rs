@@ -30,7 +30,7 @@ pub use ocsp::{
 };
 pub use profile::Profile;
 pub use service::{Ca, CaInitSpec, CaUrls, IssuedCert, RekeyOutcome};
-pub use store::{CaStore, CertFilter, StoreError};
+pub use store::{CaStore, CertFilter, CrlBuilder, CrlEntries, StoreError};
 pub use x509::{new_serial, pem_encode_cert};
 pub use x509_ocsp::OcspResponseStatus as OcspErrorStatus;
 

@@ -22,7 +22,7 @@ use crate::model::{
 use crate::ocsp::{OcspResponder, OcspStatusSource};
 use crate::profile::Profile;
 use crate::signing::CaKey;
-use crate::store::{CaStore, CertFilter, StoreError};
+use crate::store::{CaStore, CertFilter, CrlEntries, StoreError};
 use crate::x509::{
     CaCertSpec, DeviceCertSpec, ca_dn, ca_params, cert_facts, device_params, new_serial,
     pem_encode_cert,
@@ -1305,14 +1305,9 @@ impl<S: CaStore> Ca<S> {
                 "CA {name} has no CRL shard {shard} (it has {shards})"
             )));
         }
-        let mut revoked = self.store.revoked_by_issuer(name).await?;
         let idp_url = if shard == 0 {
-            revoked.extend(self.store.revoked_cas(name).await?);
             None
         } else {
-            // Only issuing CAs are sharded, and pathlen 0 means they have no subordinate CAs:
-            // device certificates are all there is to list (hence onlyContainsUserCerts).
-            revoked.retain(|(s, _)| crate::crl::crl_shard_of(s, shards) == shard);
             let url = ca
                 .record
                 .crl_url
@@ -1323,8 +1318,16 @@ impl<S: CaStore> Ca<S> {
         let t = now();
         let validity = Duration::seconds(ca.record.crl_validity_secs.max(60));
         let next = t + validity;
-        let count = revoked.len();
-        let build = |number: u64| -> Result<CrlRecord, String> {
+        // The entries come from the store, read in the transaction that takes the number.
+        let build = |number: u64, entries: CrlEntries| -> Result<(CrlRecord, usize), String> {
+            let mut revoked = entries.certs;
+            if shard == 0 {
+                revoked.extend(entries.cas);
+            } else {
+                // Only issuing CAs are sharded, and pathlen 0 means they have no subordinate
+                // CAs: device certificates are all there is to list (onlyContainsUserCerts).
+                revoked.retain(|(s, _)| crate::crl::crl_shard_of(s, shards) == shard);
+            }
             let der = encode_crl(
                 &ca.issuer,
                 ca.ski.as_deref(),
@@ -1337,19 +1340,21 @@ impl<S: CaStore> Ca<S> {
                 },
             )
             .map_err(|e| e.to_string())?;
-            Ok(CrlRecord {
+            let crl = CrlRecord {
                 ca: name.clone(),
                 shard,
                 number,
                 this_update: t,
                 next_update: next,
                 der,
-            })
+            };
+            Ok((crl, revoked.len()))
         };
+        // `entries` is filled in by the store with the count the CRL lists.
         let details = if shard == 0 {
-            json!({"entries": count})
+            json!({"entries": 0})
         } else {
-            json!({"entries": count, "shard": shard, "shards": shards})
+            json!({"entries": 0, "shard": shard, "shards": shards})
         };
         let audit = AuditRecord::new(actor, AuditAction::CrlGenerated, name.as_str(), details);
         Ok(self.store.store_crl(name, shard, &build, &audit).await?)

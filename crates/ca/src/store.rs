@@ -22,6 +22,21 @@ pub struct CertFilter {
     pub limit: Option<u32>,
 }
 
+/// What a CA's CRL can list, read by [`CaStore::store_crl`] in the transaction that numbers
+/// the CRL.
+#[derive(Debug, Clone, Default)]
+pub struct CrlEntries {
+    /// The revoked certificates the CA issued.
+    pub certs: Vec<(CertSerial, Revocation)>,
+    /// The CA's revoked subordinate CAs.
+    pub cas: Vec<(CertSerial, Revocation)>,
+}
+
+/// Builds a CRL from its number and the entries it may list; returns the CRL and how many
+/// entries it lists.
+pub type CrlBuilder<'a> =
+    dyn Fn(u64, CrlEntries) -> Result<(CrlRecord, usize), String> + Send + Sync + 'a;
+
 /// What the CA reads and writes. Every mutating call takes the audit records describing it and
 /// must commit them in the same transaction as the change.
 #[async_trait]
@@ -90,11 +105,16 @@ pub trait CaStore: Send + Sync {
     /// ever increase and each is used once. The number sequence is the CA's, shared by all its
     /// shards: each shard's numbers then increase too (RFC 5280 5.2.3 asks for that per CRL
     /// scope; gaps are allowed), and no shard needs its own counter.
+    ///
+    /// `build` gets the entries ([`CrlEntries`]) read in that transaction after the number was
+    /// taken, so a CRL never lists less than one numbered below it: of two generations racing,
+    /// the one that read the revoked set first cannot store it under the higher number and
+    /// hide a revocation the other listed. The audit entry gets `number` and `entries`.
     async fn store_crl(
         &self,
         ca: &Name,
         shard: u32,
-        build: &(dyn Fn(u64) -> Result<CrlRecord, String> + Send + Sync),
+        build: &CrlBuilder<'_>,
         audit: &AuditRecord,
     ) -> Result<CrlRecord, StoreError>;
     /// The newest CRL of `ca`'s `shard` (0: the whole CA).
@@ -201,7 +221,7 @@ impl<T: CaStore + ?Sized> CaStore for std::sync::Arc<T> {
         &self,
         ca: &Name,
         shard: u32,
-        build: &(dyn Fn(u64) -> Result<CrlRecord, String> + Send + Sync),
+        build: &CrlBuilder<'_>,
         audit: &AuditRecord,
     ) -> Result<CrlRecord, StoreError> {
         (**self).store_crl(ca, shard, build, audit).await

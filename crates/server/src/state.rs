@@ -307,6 +307,8 @@ impl<S: CaStore> AppState<S> {
 pub struct RevocationWatch {
     revoked: RwLock<HashSet<Vec<u8>>>,
     generation: AtomicU64,
+    /// Set once this process has read the revoked set (its first look decides differently).
+    loaded: std::sync::atomic::AtomicBool,
 }
 
 /// How often the store is polled for revocations made by other processes (the CLI).
@@ -333,6 +335,7 @@ impl RevocationWatch {
                 return;
             }
         };
+        let first_look = !self.loaded.swap(true, Ordering::AcqRel);
         let new: HashSet<Vec<u8>> = serials.iter().map(|s| s.as_bytes().to_vec()).collect();
         // The serials revoked since the last look decide which CRL shards to reissue.
         let added: Option<Vec<medsec_core::CertSerial>> = match self.revoked.read() {
@@ -357,17 +360,24 @@ impl RevocationWatch {
         // With one process the claim is always its own, so an in-process revocation still
         // returns with its CRLs reissued; among replicas the winner may be another one, a few
         // milliseconds later.
+        // A process's first look also reissues when the set's claim was taken but never
+        // finished: its holder was killed between claiming and storing the CRLs (with one
+        // server, that holder is this process's previous run), and nobody else would.
+        let mut claimed = None;
         if let Some(leases) = state.leases.as_deref() {
             let now = time::OffsetDateTime::now_utc().unix_timestamp();
             let key = revoked_set_key(&serials);
-            if !leases
+            match leases
                 .claim_run("crl-reissue", key, &state.replica, now)
                 .await
-                .unwrap_or(true)
             {
-                return;
+                Ok(true) => claimed = Some((leases, key)),
+                Ok(false) if first_look && !reissue_finished(leases, key).await => {}
+                Ok(false) => return,
+                Err(_) => {}
             }
         }
+        let mut ok = true;
         // Regenerate the affected CRLs now, so the distribution points serve the revocation at
         // once: every unsharded CA's CRL, and of a sharded CA only the shards that changed.
         let affected = state
@@ -382,11 +392,21 @@ impl RevocationWatch {
                         .generate_crl_shard(&name, shard, &state.actor)
                         .await
                     {
+                        ok = false;
                         tracing::warn!("CRL regeneration for {name} shard {shard} failed: {e}");
                     }
                 }
             }
-            Err(e) => tracing::warn!("CRL regeneration after revocation failed: {e}"),
+            Err(e) => {
+                ok = false;
+                tracing::warn!("CRL regeneration after revocation failed: {e}");
+            }
+        }
+        if let Some((leases, key)) = claimed {
+            let now = time::OffsetDateTime::now_utc().unix_timestamp();
+            if let Err(e) = leases.finish_run("crl-reissue", key, ok, now).await {
+                tracing::warn!("recording the CRL reissue: {e}");
+            }
         }
     }
 
@@ -398,6 +418,18 @@ impl RevocationWatch {
             }
         });
     }
+}
+
+/// Whether the CRL reissue claimed for `key` was carried out (finished, successfully).
+async fn reissue_finished(leases: &dyn medsec_core::JobLeases, key: i64) -> bool {
+    leases
+        .job_runs("crl-reissue", 64)
+        .await
+        .map(|runs| {
+            runs.iter()
+                .any(|r| r.period == key && r.finished_at.is_some() && r.ok == Some(true))
+        })
+        .unwrap_or(false)
 }
 
 /// A key for a set of revoked serials that every replica computes alike: the first 8 bytes of
