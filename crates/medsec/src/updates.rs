@@ -25,11 +25,27 @@ pub fn director(app: &App) -> Result<Director> {
             .with_context(|| format!("{} does not hold a key reference", refp.display()))?;
         app.keys.load(&r).context("loading the director key")?
     } else {
-        let s = app
-            .keys
-            .generate("director", KeyAlgorithm::EcdsaP256)
-            .context("creating the director key")?;
-        std::fs::write(&refp, s.key_ref().to_string())
+        let s = match app.keys.generate("director", KeyAlgorithm::EcdsaP256) {
+            Ok(s) => s,
+            // A run killed between creating the key and recording its reference left the key
+            // behind (keys are never overwritten): it is the director's.
+            Err(medsec_keys::KeyError::AlreadyExists { .. }) => {
+                let r = match app.cfg.keys.backend {
+                    crate::config::KeyBackend::File => KeyRef::File {
+                        label: "director".into(),
+                    },
+                    crate::config::KeyBackend::Pkcs11 => KeyRef::Pkcs11 {
+                        label: "director".into(),
+                    },
+                };
+                app.keys.load(&r).context("loading the director key")?
+            }
+            Err(e) => return Err(e).context("creating the director key"),
+        };
+        // Written whole or not at all (a temporary file renamed into place).
+        let tmp = refp.with_extension("keyref.tmp");
+        std::fs::write(&tmp, s.key_ref().to_string())
+            .and_then(|()| std::fs::rename(&tmp, &refp))
             .with_context(|| format!("writing {}", refp.display()))?;
         s
     };
@@ -371,7 +387,7 @@ pub async fn release_cmd(app: &App, c: ReleaseCmd) -> Result<ExitCode> {
                 })?)
             })
             .await?;
-            let rec = ReleaseRecord {
+            let mut rec = ReleaseRecord {
                 model: m.to_string(),
                 version: v.to_string(),
                 target: rel.target_name.clone(),
@@ -381,7 +397,9 @@ pub async fn release_cmd(app: &App, c: ReleaseCmd) -> Result<ExitCode> {
                 hardware_id: rel.custom.hardware_id.clone(),
                 published_at: time::OffsetDateTime::now_utc().unix_timestamp(),
             };
-            director(app)?.record_release(&app.actor, &rec).await?;
+            // The SBOM is stored before the release is recorded: the record makes the release
+            // known to the director, so once it exists everything it names does. A publish
+            // killed part way (signed, not recorded) is completed by running it again.
             if let Some(b) = sbom_for_store {
                 match app
                     .inv
@@ -396,6 +414,24 @@ pub async fn release_cmd(app: &App, c: ReleaseCmd) -> Result<ExitCode> {
                     ),
                     Err(e) => return Err(e.into()),
                 }
+            }
+            let d = director(app)?;
+            match d.store().get_release(m.as_str(), v.as_str()).await? {
+                // Recorded by an earlier run of the same publish.
+                Some(old)
+                    if old.target == rec.target
+                        && old.length == rec.length
+                        && old.sha256 == rec.sha256
+                        && old.security_version == rec.security_version
+                        && old.hardware_id == rec.hardware_id =>
+                {
+                    rec = old
+                }
+                Some(old) => bail!(
+                    "{m}@{v} is already recorded as a release with different content (sha256 {})",
+                    old.sha256
+                ),
+                None => d.record_release(&app.actor, &rec).await?,
             }
             out(app, json!(rec), || {
                 format!(
