@@ -48,15 +48,6 @@ impl ServerCert {
             Err(p) => p.into_inner().clone(),
         }
     }
-
-    /// The leaf certificate presented now (DER).
-    pub fn leaf_der(&self) -> Vec<u8> {
-        self.current()
-            .cert
-            .first()
-            .map(|c| c.to_vec())
-            .unwrap_or_default()
-    }
 }
 
 impl ResolvesServerCert for ServerCert {
