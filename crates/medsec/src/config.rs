@@ -133,8 +133,9 @@ pub struct ServerConfig {
     pub default_profile: Option<String>,
     /// PEM file of manufacturing CA certificates whose IDevIDs may bootstrap EST enrollment.
     pub idevid_ca: Option<PathBuf>,
-    /// Seconds an OCSP response is served from cache (0: sign every response afresh).
-    /// Revocations clear the cache at once either way.
+    /// Longest an OCSP response is served from cache, in seconds; each entry lives a random
+    /// span between half of this and all of it, so entries do not expire together (0: sign
+    /// every response afresh). Revocations clear the cache at once either way.
     pub ocsp_cache_secs: u64,
     /// EST enrollment requests per second (and burst) allowed per client IP address.
     pub est_rate_per_sec: f64,

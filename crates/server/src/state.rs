@@ -450,9 +450,16 @@ fn revoked_set_key(serials: &[medsec_core::CertSerial]) -> i64 {
 }
 
 /// OCSP responses keyed by the request bytes, dropped on any revocation change and at expiry.
+///
+/// Each entry expires at its own moment, somewhere in the back half of the TTL. With one fixed
+/// TTL, every response cached in the same warm-up second (a fleet coming online, a restart, a
+/// cache flush on revocation) expires in the same second and all of them are re-signed at once;
+/// the soak at 10,000 requests/s saw that burst as requests that could not be dispatched on time.
 pub struct OcspCache {
     map: Mutex<HashMap<Vec<u8>, CachedResponse>>,
     ttl: Duration,
+    spread: std::collections::hash_map::RandomState,
+    puts: AtomicU64,
 }
 
 impl Default for OcspCache {
@@ -461,10 +468,10 @@ impl Default for OcspCache {
     }
 }
 
-/// A DER response and when it was made.
+/// A DER response and until when it may be served.
 type CachedResponse = (Vec<u8>, Instant);
 
-/// How long a cached response is served; well under the responses' own validity.
+/// How long a cached response is served at most; well under the responses' own validity.
 const OCSP_CACHE_TTL: Duration = Duration::from_secs(60);
 const OCSP_CACHE_MAX: usize = 100_000;
 
@@ -474,25 +481,40 @@ impl OcspCache {
         OcspCache {
             map: Mutex::new(HashMap::new()),
             ttl,
+            spread: std::collections::hash_map::RandomState::new(),
+            puts: AtomicU64::new(0),
         }
     }
 
     pub fn get(&self, req: &[u8]) -> Option<Vec<u8>> {
         let m = self.map.lock().ok()?;
-        let (resp, at) = m.get(req)?;
-        (at.elapsed() < self.ttl).then(|| resp.clone())
+        let (resp, until) = m.get(req)?;
+        (Instant::now() < *until).then(|| resp.clone())
     }
 
     pub fn put(&self, req: Vec<u8>, resp: Vec<u8>) {
         if self.ttl.is_zero() {
             return;
         }
+        let until = Instant::now() + self.lifetime(&req);
         if let Ok(mut m) = self.map.lock() {
             if m.len() >= OCSP_CACHE_MAX {
                 m.clear();
             }
-            m.insert(req, (resp, Instant::now()));
+            m.insert(req, (resp, until));
         }
+    }
+
+    /// A lifetime in `[ttl/2, ttl]`, different per request and per insertion (a hash of both
+    /// under this process's random key), so entries made together do not expire together.
+    fn lifetime(&self, req: &[u8]) -> Duration {
+        use std::hash::BuildHasher;
+        let n = self.puts.fetch_add(1, Ordering::Relaxed);
+        let h = self.spread.hash_one((req, n));
+        let half = self.ttl / 2;
+        // `h / u64::MAX` of the other half; u128 keeps the product exact.
+        let extra = (half.as_nanos() * u128::from(h) / u128::from(u64::MAX)) as u64;
+        half + Duration::from_nanos(extra)
     }
 
     pub fn clear(&self) {
@@ -514,5 +536,44 @@ mod tests {
         assert_eq!(k, revoked_set_key(&[b.clone(), a.clone()]));
         assert_ne!(k, revoked_set_key(&[a.clone(), b, c]));
         assert_ne!(k, revoked_set_key(&[a]));
+    }
+
+    #[test]
+    fn ocsp_cache_lifetimes_stay_within_ttl_and_spread_out() {
+        let ttl = Duration::from_secs(60);
+        let c = OcspCache::new(ttl);
+        let lives: Vec<Duration> = (0..2000u32).map(|i| c.lifetime(&i.to_be_bytes())).collect();
+        assert!(lives.iter().all(|l| *l >= ttl / 2 && *l <= ttl));
+        // Entries made in the same instant must not share a deadline: over 2,000 of them, every
+        // 3-second slice of the 30-second window holds some and none holds a third of them.
+        let mut slices = [0u32; 10];
+        for l in &lives {
+            let i = ((l.as_secs_f64() - 30.0) / 3.0).floor() as usize;
+            slices[i.min(9)] += 1;
+        }
+        assert!(slices.iter().all(|n| *n > 0 && *n < 2000 / 3), "{slices:?}");
+        // The same request put again gets a new lifetime, so a hot key does not settle into
+        // a fixed phase with the others.
+        let again: Vec<Duration> = (0..50).map(|_| c.lifetime(b"same")).collect();
+        assert!(again.iter().any(|l| *l != again[0]));
+    }
+
+    #[test]
+    fn ocsp_cache_serves_until_the_deadline_and_zero_ttl_turns_it_off() {
+        let c = OcspCache::new(Duration::from_secs(60));
+        c.put(b"req".to_vec(), b"resp".to_vec());
+        assert_eq!(c.get(b"req").as_deref(), Some(&b"resp"[..]));
+        assert_eq!(c.get(b"other"), None);
+        c.clear();
+        assert_eq!(c.get(b"req"), None);
+
+        let short = OcspCache::new(Duration::from_millis(2));
+        short.put(b"req".to_vec(), b"resp".to_vec());
+        std::thread::sleep(Duration::from_millis(5));
+        assert_eq!(short.get(b"req"), None);
+
+        let off = OcspCache::new(Duration::ZERO);
+        off.put(b"req".to_vec(), b"resp".to_vec());
+        assert_eq!(off.get(b"req"), None);
     }
 }
