@@ -1,5 +1,5 @@
 //! Device-side update targets: TUF metadata verified as the agent verifies it (tough's client
-//! workflow with the agent's limits and expiry enforcement, from a fixed trusted root, then the
+//! workflow through the agent's own `verifying_loader`, from a fixed trusted root, then the
 //! agent's own checks), and the director's signed instructions (`verify_instruction` against a
 //! fixed director key).
 //!
@@ -15,17 +15,14 @@ use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 
 use medsec_agent::update::{
-    DeviceIdentity, UpdateLimits, cross_check, delegated_versions, find_in_role,
+    DeviceIdentity, UpdateLimits, cross_check, delegated_versions, find_in_role, verifying_loader,
 };
 use medsec_core::KeyAlgorithm;
 use medsec_keys::{KeyRef, Signer, SoftwareSigner};
 use medsec_updates::{
     DirectorKey, Instruction, ReleaseCustom, SignedInstruction, verify_instruction,
 };
-use tough::{
-    Bytes, ExpirationEnforcement, Limits, RepositoryLoader, Transport, TransportError,
-    TransportErrorKind, TransportStream,
-};
+use tough::{Bytes, Transport, TransportError, TransportErrorKind, TransportStream};
 
 /// The root the device was provisioned with (see `tests/make_seeds.rs`).
 const TRUSTED_ROOT: &[u8] = include_bytes!("../data/tuf-root.json");
@@ -104,26 +101,16 @@ pub fn tuf_metadata(data: &[u8]) {
         return;
     };
     let limits = UpdateLimits::default();
+    let metadata_url = url::Url::parse("https://repo.invalid/metadata/").expect("url");
+    let targets_url = url::Url::parse("https://repo.invalid/targets/").expect("url");
     let loaded = runtime(|rt| {
         rt.block_on(async {
-            RepositoryLoader::new(
-                &TRUSTED_ROOT,
-                url::Url::parse("https://repo.invalid/metadata/").expect("url"),
-                url::Url::parse("https://repo.invalid/targets/").expect("url"),
-            )
-            .transport(files)
-            .limits(Limits {
-                max_root_size: limits.max_root_size,
-                max_targets_size: limits.max_targets_size,
-                max_timestamp_size: limits.max_timestamp_size,
-                max_snapshot_size: limits.max_snapshot_size,
-                max_root_updates: limits.max_root_updates,
-            })
-            .datastore(store.path())
-            .expiration_enforcement(ExpirationEnforcement::Safe)
-            .load()
-            .await
-            .ok()
+            verifying_loader(&TRUSTED_ROOT, &metadata_url, &targets_url, &limits)
+                .transport(files)
+                .datastore(store.path())
+                .load()
+                .await
+                .ok()
         })
     });
     let Some(repo) = loaded else {

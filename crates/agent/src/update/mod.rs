@@ -41,7 +41,7 @@ use tough::TargetName;
 pub use gateway::ReportedStatus;
 pub use store::{Slot, SlotImage};
 /// The checks made on a verified repository, public for the fuzz targets (`medsec-fuzz`).
-pub use tuf::{delegated_versions, find_in_role};
+pub use tuf::{delegated_versions, find_in_role, verifying_loader};
 
 use crate::AgentError;
 use crate::config::AgentConfig;

@@ -40,17 +40,9 @@ pub(crate) async fn load(
     limits: &UpdateLimits,
 ) -> Result<Repository, AgentError> {
     let root = trusted_root(dir, provisioned_root)?;
-    let repo = RepositoryLoader::new(&root, metadata_url.clone(), targets_url.clone())
+    let repo = verifying_loader(&root, metadata_url, targets_url, limits)
         .transport(transport.clone())
-        .limits(Limits {
-            max_root_size: limits.max_root_size,
-            max_targets_size: limits.max_targets_size,
-            max_timestamp_size: limits.max_timestamp_size,
-            max_snapshot_size: limits.max_snapshot_size,
-            max_root_updates: limits.max_root_updates,
-        })
         .datastore(dir.datastore())
-        .expiration_enforcement(ExpirationEnforcement::Safe)
         .load()
         .await
         .map_err(|e| classify(&e, "loading the TUF repository"))?;
@@ -68,6 +60,27 @@ pub(crate) async fn load(
         dir.write_persisted(&state)?;
     }
     Ok(repo)
+}
+
+/// tough's loader with the device's verification settings: the size and root-chain limits and
+/// safe expiration enforcement (an expired role is refused, never merely logged). Every
+/// consumer of device-side TUF verification builds its loader here, so the settings cannot
+/// drift apart; the caller adds the transport and the datastore.
+pub fn verifying_loader<'a>(
+    root: &'a impl AsRef<[u8]>,
+    metadata_url: &url::Url,
+    targets_url: &url::Url,
+    limits: &UpdateLimits,
+) -> RepositoryLoader<'a> {
+    RepositoryLoader::new(root, metadata_url.clone(), targets_url.clone())
+        .limits(Limits {
+            max_root_size: limits.max_root_size,
+            max_targets_size: limits.max_targets_size,
+            max_timestamp_size: limits.max_timestamp_size,
+            max_snapshot_size: limits.max_snapshot_size,
+            max_root_updates: limits.max_root_updates,
+        })
+        .expiration_enforcement(ExpirationEnforcement::Safe)
 }
 
 /// The newer of the provisioned root and the last root this device verified.
