@@ -21,6 +21,8 @@
 //! `MEDSEC_CRASH_KEEP=1` (keep the data directory). `scripts/crash-consistency.sh N` runs the
 //! release binary.
 
+mod common;
+
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{BufRead, BufReader, Read};
 use std::os::unix::process::ExitStatusExt;
@@ -29,6 +31,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::server::curl_in;
 use medsec_ca::Ca;
 use medsec_core::{Actor, DeviceModel, DeviceSerial, Name};
 use medsec_store::{SqliteStore, Synchronous};
@@ -385,25 +388,6 @@ impl Harness {
     }
 }
 
-/// curl: (body, HTTP status; "000" when there was no answer).
-fn curl(dir: &Path, args: &[&str]) -> (String, String) {
-    let o = Command::new("curl")
-        .args(["-sS", "--max-time", "30", "-w", "\n%{http_code}"])
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("curl must be installed");
-    let out = String::from_utf8_lossy(&o.stdout).into_owned();
-    let (body, code) = out.rsplit_once('\n').unwrap_or(("", &out));
-    if code == "000" {
-        return (
-            format!("{body}{}", String::from_utf8_lossy(&o.stderr)),
-            code.to_owned(),
-        );
-    }
-    (body.to_owned(), code.to_owned())
-}
-
 fn http_outcome(body: String, code: String) -> Outcome {
     if code.starts_with('2') {
         match serde_json::from_str(&body) {
@@ -484,7 +468,7 @@ fn run_op(
             }
         }
         (Spec::Revoke { serial, reason }, Via::Server) => {
-            let (b, c) = curl(
+            let (b, c) = curl_in(
                 dir,
                 &[
                     "--cacert",
@@ -507,7 +491,7 @@ fn run_op(
             &[s("cert"), s("revoke"), s(serial), s("--reason"), s(reason)],
         ),
         (Spec::Sbom { version, file, .. }, Via::Server) => {
-            let (b, c) = curl(
+            let (b, c) = curl_in(
                 dir,
                 &[
                     "--cacert",
@@ -540,7 +524,7 @@ fn run_op(
             ],
         ),
         (Spec::Advisory { file, .. }, Via::Server) => {
-            let (b, c) = curl(
+            let (b, c) = curl_in(
                 dir,
                 &[
                     "--cacert",
@@ -579,7 +563,7 @@ fn run_op(
         ) => cli_killable(h, killer, idx, &publish_args(version, *sv, image, sbom)),
         (Spec::Events { device, file, .. }, _) => {
             let (pem, key) = (format!("ev{device}.pem"), format!("ev{device}.key"));
-            let (b, c) = curl(
+            let (b, c) = curl_in(
                 dir,
                 &[
                     "--cacert",
@@ -870,7 +854,7 @@ fn sigkill_during_writes_leaves_a_consistent_store() {
             .iter()
             .any(|o| o.via == Via::Server && o.kind != Kind::Issue && o.kind != Kind::Events)
         {
-            let (b, c) = curl(
+            let (b, c) = curl_in(
                 &h.dir,
                 &[
                     "--cacert",

@@ -87,11 +87,18 @@ pub fn start_with(env: &Env, extra: &[&str]) -> Server {
     s
 }
 
+/// curl in the test's directory: (body, HTTP status; "000" and curl's own message as the body
+/// when there was no HTTP answer).
 pub fn curl(env: &Env, args: &[&str]) -> (String, String) {
+    curl_in(env.dir.path(), args)
+}
+
+/// curl run in `dir`, as [`curl`].
+pub fn curl_in(dir: &std::path::Path, args: &[&str]) -> (String, String) {
     let o = Command::new("curl")
-        .args(["-sS", "--max-time", "20", "-w", "\n%{http_code}"])
+        .args(["-sS", "--max-time", "30", "-w", "\n%{http_code}"])
         .args(args)
-        .current_dir(env.dir.path())
+        .current_dir(dir)
         .output()
         .expect("curl must be installed");
     let out = String::from_utf8_lossy(&o.stdout).into_owned();
