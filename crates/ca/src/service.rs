@@ -7,7 +7,7 @@ use medsec_core::{
     Actor, AuditAction, AuditRecord, CertSerial, DeviceId, DeviceSerial, KeyAlgorithm, Name,
     RevocationReason,
 };
-use medsec_keys::{KeySource, Signer};
+use medsec_keys::{KeyRef, KeySource, Signer};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use time::{Duration, OffsetDateTime};
@@ -312,10 +312,25 @@ impl<S: CaStore> Ca<S> {
                 "the issuing CA cannot outlive the root".into(),
             ));
         }
-        for n in [&spec.root_name, &spec.issuing_name] {
-            if self.store.get_ca(n).await?.is_some() {
-                return Err(CaError::CaExists(n.clone()));
-            }
+        let root_exists = self.store.get_ca(&spec.root_name).await?.is_some();
+        let issuing_exists = self.store.get_ca(&spec.issuing_name).await?.is_some();
+        if issuing_exists {
+            let taken = if root_exists {
+                &spec.root_name
+            } else {
+                &spec.issuing_name
+            };
+            return Err(CaError::CaExists(taken.clone()));
+        }
+        if root_exists {
+            // What an init killed after recording the root leaves: say how to finish it.
+            return Err(CaError::Config(format!(
+                "CA {root} already exists but {issuing} does not (an earlier init may have been \
+                 interrupted); add the issuing CA with `medsec ca add-issuing --name {issuing} \
+                 --parent {root}`",
+                root = spec.root_name,
+                issuing = spec.issuing_name
+            )));
         }
         if spec.root_name == spec.issuing_name {
             return Err(CaError::Config(
@@ -329,10 +344,7 @@ impl<S: CaStore> Ca<S> {
             spec.country.as_deref(),
         )?;
         let serial = new_serial()?;
-        let signer: Arc<dyn Signer> = Arc::from(
-            self.keys
-                .generate(&format!("ca-{}", spec.root_name), spec.key_algorithm)?,
-        );
+        let signer = self.new_ca_key(&spec.root_name, spec.key_algorithm).await?;
         let key = CaKey::new(signer.clone())?;
         let not_after = t + Duration::days(spec.root_validity_days.into());
         let params = ca_params(&CaCertSpec {
@@ -390,6 +402,45 @@ impl<S: CaStore> Ca<S> {
         Ok((root, issuing))
     }
 
+    /// A new signing key for CA `name`, labelled `ca-<name>`. The callers checked that no CA
+    /// of that name exists, so a key already under the label belongs to no CA: an init or
+    /// add-issuing killed between generating the key and recording the CA left it (key
+    /// sources never overwrite). It is taken up, so that the name is not blocked for good,
+    /// unless a CA record references it or it has another algorithm.
+    async fn new_ca_key(&self, name: &Name, alg: KeyAlgorithm) -> Result<Arc<dyn Signer>, CaError> {
+        let label = format!("ca-{name}");
+        let key = match self.keys.generate(&label, alg) {
+            Ok(s) => return Ok(Arc::from(s)),
+            Err(medsec_keys::KeyError::AlreadyExists { key }) => key,
+            Err(e) => return Err(e.into()),
+        };
+        let key_ref: KeyRef = key.parse()?;
+        for ca in self.store.list_cas().await? {
+            if ca
+                .key_ref
+                .as_deref()
+                .and_then(|r| r.parse::<KeyRef>().ok())
+                .as_ref()
+                == Some(&key_ref)
+            {
+                return Err(CaError::Config(format!(
+                    "key {key} is CA {}'s key; it cannot be {name}'s",
+                    ca.name
+                )));
+            }
+        }
+        let signer = self.keys.load(&key_ref)?;
+        if signer.algorithm() != alg {
+            return Err(CaError::Config(format!(
+                "key {key} is left over from an interrupted CA creation and is {} rather than \
+                 {alg}; ask for {} or remove the key",
+                signer.algorithm(),
+                signer.algorithm()
+            )));
+        }
+        Ok(Arc::from(signer))
+    }
+
     /// Adds an issuing CA (pathlen 0) signed by `parent`, e.g. one per product line.
     #[allow(clippy::too_many_arguments)]
     pub async fn add_issuing(
@@ -422,7 +473,7 @@ impl<S: CaStore> Ca<S> {
         let not_after = (t + Duration::days(validity_days.into())).min(parent_ca.record.not_after);
         let dn = ca_dn(common_name, organization, country)?;
         let serial = new_serial()?;
-        let signer: Arc<dyn Signer> = Arc::from(self.keys.generate(&format!("ca-{name}"), alg)?);
+        let signer = self.new_ca_key(name, alg).await?;
         let key = CaKey::new(signer.clone())?;
         let params = ca_params(&CaCertSpec {
             dn,

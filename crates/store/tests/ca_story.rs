@@ -883,3 +883,86 @@ async fn pg_batched_issuances_fail_alone() {
     assert_eq!(registered, 60);
     assert!(verify_audit(&store).await.unwrap().is_ok());
 }
+
+/// An init killed after a CA's key was generated but before the CA was recorded leaves the key
+/// under the CA's label (key sources never overwrite). Running init again takes that key up
+/// instead of failing on the name for good; a leftover of another algorithm is refused with a
+/// reason. An init killed after the root was recorded names the command that finishes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interrupted_ca_init_is_resumable() {
+    use medsec_keys::KeySource;
+    let dir = tempfile::tempdir().unwrap();
+    let keys = common::keys(dir.path());
+    let actor = medsec_core::Actor::parse("test:story").unwrap();
+    let ca = medsec_ca::Ca::new(sqlite(dir.path()).await, keys.clone());
+
+    // The first run died right after generating the root key.
+    let leftover = keys.generate("ca-root", KeyAlgorithm::EcdsaP256).unwrap();
+    let (root, issuing) = ca.init(&common::spec(), &actor).await.unwrap();
+    assert_eq!(root.key_ref.as_deref(), Some("file:ca-root"));
+    let (_, cert) = x509_parser::parse_x509_certificate(&root.cert_der).unwrap();
+    assert_eq!(
+        cert.public_key().subject_public_key.data.as_ref() as &[u8],
+        leftover.public_key(),
+        "the root certificate must carry the leftover key"
+    );
+    assert_eq!(issuing.parent.as_ref(), Some(&root.name));
+
+    // A leftover of another algorithm than the one asked for is not silently used.
+    keys.generate("ca-line2", KeyAlgorithm::EcdsaP384).unwrap();
+    let urls = common::spec().urls;
+    let line2 = Name::parse("line2").unwrap();
+    let add = |alg| {
+        ca.add_issuing(
+            &line2,
+            "Line 2",
+            "Story Medical",
+            None,
+            &root.name,
+            alg,
+            365,
+            Duration::days(1),
+            &urls,
+            &actor,
+        )
+    };
+    let err = add(KeyAlgorithm::EcdsaP256).await.unwrap_err().to_string();
+    assert!(
+        err.contains("left over") && err.contains("ecdsa-p384"),
+        "{err}"
+    );
+    assert!(ca.store().get_ca(&line2).await.unwrap().is_none());
+    let rec = add(KeyAlgorithm::EcdsaP384).await.unwrap();
+    assert_eq!(rec.key_ref.as_deref(), Some("file:ca-line2"));
+
+    // Another store where a run died after recording the root (here: the root alone).
+    let dir2 = tempfile::tempdir().unwrap();
+    let ca2 = medsec_ca::Ca::new(sqlite(dir2.path()).await, common::keys(dir2.path()));
+    ca2.import_root(
+        &root.name,
+        &root.cert_der,
+        None,
+        &urls,
+        Duration::days(30),
+        &actor,
+    )
+    .await
+    .unwrap();
+    let err = ca2
+        .init(&common::spec(), &actor)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("root already exists but issuing does not")
+            && err.contains("medsec ca add-issuing --name issuing --parent root"),
+        "{err}"
+    );
+    // Once both exist, init refuses on the root's name as before.
+    let err = ca
+        .init(&common::spec(), &actor)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("CA root already exists"), "{err}");
+}
