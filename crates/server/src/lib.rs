@@ -41,7 +41,7 @@ pub use metrics::{PoolStats, PoolStatsFn};
 pub use postmarket_api::{PostmarketSettings, kev_listed, report_context};
 pub use problem::Problem;
 pub use risk_api::risk_inputs;
-pub use state::{AppState, AuditRow, AuditView, RevocationWatch};
+pub use state::{AppState, AuditRow, AuditView, RevocationWatch, crl_reissue_key};
 pub use tls::{ServerCert, ServerIdentity, device_tls_config, est_tls_config};
 pub use updates_api::check_tags;
 

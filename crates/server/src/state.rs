@@ -309,7 +309,23 @@ pub struct RevocationWatch {
     generation: AtomicU64,
     /// Set once this process has read the revoked set (its first look decides differently).
     loaded: std::sync::atomic::AtomicBool,
+    /// CRL reissues another replica claimed, watched until they finish.
+    pending: Mutex<Vec<PendingReissue>>,
 }
+
+/// A CRL reissue another replica claimed: which revocations it covers, and when this process
+/// takes it over if it has not finished by then.
+struct PendingReissue {
+    key: i64,
+    changed: Vec<medsec_core::CertSerial>,
+    due: Instant,
+}
+
+/// How long a claimed CRL reissue may stay unfinished before the other replicas do it. A
+/// reissue takes milliseconds; a holder that has not finished after this was most likely
+/// killed, and without a takeover the CRLs would stay stale until they are due (hours). A
+/// takeover of a merely slow holder costs a duplicate CRL, which is harmless.
+const TAKEOVER: Duration = Duration::from_secs(5);
 
 /// How often the store is polled for revocations made by other processes (the CLI).
 const POLL: Duration = Duration::from_millis(500);
@@ -335,6 +351,7 @@ impl RevocationWatch {
                 return;
             }
         };
+        self.take_over_stalled(state).await;
         let first_look = !self.loaded.swap(true, Ordering::AcqRel);
         let new: HashSet<Vec<u8>> = serials.iter().map(|s| s.as_bytes().to_vec()).collect();
         // The serials revoked since the last look decide which CRL shards to reissue.
@@ -366,47 +383,60 @@ impl RevocationWatch {
         let mut claimed = None;
         if let Some(leases) = state.leases.as_deref() {
             let now = time::OffsetDateTime::now_utc().unix_timestamp();
-            let key = revoked_set_key(&serials);
+            let key = crl_reissue_key(&serials);
             match leases
                 .claim_run("crl-reissue", key, &state.replica, now)
                 .await
             {
                 Ok(true) => claimed = Some((leases, key)),
                 Ok(false) if first_look && !reissue_finished(leases, key).await => {}
-                Ok(false) => return,
+                Ok(false) => {
+                    // Another replica's: watched, and taken over should its holder die.
+                    if let Ok(mut p) = self.pending.lock() {
+                        p.push(PendingReissue {
+                            key,
+                            changed: added.unwrap_or(serials),
+                            due: Instant::now() + TAKEOVER,
+                        });
+                    }
+                    return;
+                }
                 Err(_) => {}
             }
         }
-        let mut ok = true;
-        // Regenerate the affected CRLs now, so the distribution points serve the revocation at
-        // once: every unsharded CA's CRL, and of a sharded CA only the shards that changed.
-        let affected = state
-            .ca
-            .crls_affected_by(added.as_deref().unwrap_or(&serials))
-            .await;
-        match affected {
-            Ok(list) => {
-                for (name, shard) in list {
-                    if let Err(e) = state
-                        .ca
-                        .generate_crl_shard(&name, shard, &state.actor)
-                        .await
-                    {
-                        ok = false;
-                        tracing::warn!("CRL regeneration for {name} shard {shard} failed: {e}");
-                    }
-                }
-            }
-            Err(e) => {
-                ok = false;
-                tracing::warn!("CRL regeneration after revocation failed: {e}");
-            }
-        }
+        let ok = reissue_crls(state, added.as_deref().unwrap_or(&serials)).await;
         if let Some((leases, key)) = claimed {
             let now = time::OffsetDateTime::now_utc().unix_timestamp();
             if let Err(e) = leases.finish_run("crl-reissue", key, ok, now).await {
                 tracing::warn!("recording the CRL reissue: {e}");
             }
+        }
+    }
+
+    /// Reissues the CRLs of every reissue another replica claimed that is due and has not
+    /// finished.
+    async fn take_over_stalled<S: CaStore>(&self, state: &AppState<S>) {
+        let due: Vec<PendingReissue> = match self.pending.lock() {
+            Ok(mut p) if !p.is_empty() => {
+                let now = Instant::now();
+                let (due, waiting) = p.drain(..).partition(|r| r.due <= now);
+                *p = waiting;
+                due
+            }
+            _ => return,
+        };
+        let Some(leases) = state.leases.as_deref() else {
+            return;
+        };
+        for r in due {
+            if reissue_finished(leases, r.key).await {
+                continue;
+            }
+            tracing::warn!(
+                "a CRL reissue claimed by another replica has not finished after {TAKEOVER:?} \
+                 (was it killed?); reissuing here"
+            );
+            reissue_crls(state, &r.changed).await;
         }
     }
 
@@ -418,6 +448,35 @@ impl RevocationWatch {
             }
         });
     }
+}
+
+/// Regenerates the CRLs that `changed` revocations affect, so the distribution points serve
+/// them at once: every unsharded CA's CRL, and of a sharded CA only the shards that changed.
+/// False when any failed.
+async fn reissue_crls<S: CaStore>(
+    state: &AppState<S>,
+    changed: &[medsec_core::CertSerial],
+) -> bool {
+    let mut ok = true;
+    match state.ca.crls_affected_by(changed).await {
+        Ok(list) => {
+            for (name, shard) in list {
+                if let Err(e) = state
+                    .ca
+                    .generate_crl_shard(&name, shard, &state.actor)
+                    .await
+                {
+                    ok = false;
+                    tracing::warn!("CRL regeneration for {name} shard {shard} failed: {e}");
+                }
+            }
+        }
+        Err(e) => {
+            ok = false;
+            tracing::warn!("CRL regeneration after revocation failed: {e}");
+        }
+    }
+    ok
 }
 
 /// Whether the CRL reissue claimed for `key` was carried out (finished, successfully).
@@ -432,9 +491,10 @@ async fn reissue_finished(leases: &dyn medsec_core::JobLeases, key: i64) -> bool
         .unwrap_or(false)
 }
 
-/// A key for a set of revoked serials that every replica computes alike: the first 8 bytes of
-/// SHA-256 over the sorted serials.
-fn revoked_set_key(serials: &[medsec_core::CertSerial]) -> i64 {
+/// The key under which replicas claim the CRL reissue for a set of revoked serials (as the
+/// store lists them), computed alike by every replica: the first 8 bytes of SHA-256 over the
+/// sorted serials. Public for tests that play a replica.
+pub fn crl_reissue_key(serials: &[medsec_core::CertSerial]) -> i64 {
     use sha2::{Digest, Sha256};
     let mut sorted: Vec<&[u8]> = serials.iter().map(|s| s.as_bytes()).collect();
     sorted.sort_unstable();
@@ -529,13 +589,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn revoked_set_key_ignores_order_and_tells_sets_apart() {
+    fn crl_reissue_key_ignores_order_and_tells_sets_apart() {
         let s = |h: &str| h.parse::<medsec_core::CertSerial>().unwrap();
         let (a, b, c) = (s("0a11"), s("0b22"), s("0c33"));
-        let k = revoked_set_key(&[a.clone(), b.clone()]);
-        assert_eq!(k, revoked_set_key(&[b.clone(), a.clone()]));
-        assert_ne!(k, revoked_set_key(&[a.clone(), b, c]));
-        assert_ne!(k, revoked_set_key(&[a]));
+        let k = crl_reissue_key(&[a.clone(), b.clone()]);
+        assert_eq!(k, crl_reissue_key(&[b.clone(), a.clone()]));
+        assert_ne!(k, crl_reissue_key(&[a.clone(), b, c]));
+        assert_ne!(k, crl_reissue_key(&[a]));
     }
 
     #[test]
