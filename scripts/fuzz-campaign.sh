@@ -63,10 +63,12 @@ for t in "${targets[@]}"; do
     log=$dir/fuzz-$(date -u +%Y%m%dT%H%M%SZ).log
     echo "== $t: ${seconds}s, log $log" >&2
     set +e
+    started=$(date +%s)
     (cd fuzz && cargo fuzz run --target-dir "$target_dir" "$t" "$dir/corpus" -- \
         -max_total_time="$seconds" -timeout=10 -print_final_stats=1 \
         -artifact_prefix="$dir/artifacts/" "${extra[@]}") >"$log" 2>&1
     rc=$?
+    ran=$(( $(date +%s) - started ))
     set -e
 
     # libFuzzer's last status line ("#N DONE cov: C ft: F corp: ...") and run count.
@@ -100,7 +102,9 @@ for t in "${targets[@]}"; do
     else
         crash_cell=0
     fi
-    row="| $t | $(date -u +%Y-%m-%d) | $seconds | ${runs:-?} | $execs | ${cov:-?} | ${ft:-?} | $entries | ${crash_cell% } |"
+    # libFuzzer stops at the first crash: then the run was shorter than asked for.
+    if [ "$ran" -lt "$seconds" ]; then ran_cell="$ran of $seconds"; else ran_cell=$seconds; fi
+    row="| $t | $(date -u +%Y-%m-%d) | $ran_cell | ${runs:-?} | $execs | ${cov:-?} | ${ft:-?} | $entries | ${crash_cell% } |"
     echo "$row"
     [ "$md" = /dev/null ] || echo "$row" >>"$md"
 done

@@ -59,6 +59,28 @@ fn encode(s: &str, keep_slash: bool) -> String {
     out
 }
 
+/// The non-empty segments of a namespace or subpath, percent-decoded, that `keep` accepts.
+/// A segment is split again at each '/' it decodes to (`%2F`), and the empty pieces that
+/// leaves are dropped, so that the parsed purl is what its canonical form (where '/' always
+/// separates) parses to; some producers do encode the slashes of a Go module path.
+fn segments(
+    path: &str,
+    whole: &str,
+    keep: impl Fn(&str) -> bool,
+) -> Result<Vec<String>, CoreError> {
+    let mut out = Vec::new();
+    for raw in path.split('/').filter(|p| !p.is_empty() && keep(p)) {
+        let decoded = decode(raw, whole)?;
+        out.extend(
+            decoded
+                .split('/')
+                .filter(|p| !p.is_empty() && keep(p))
+                .map(str::to_owned),
+        );
+    }
+    Ok(out)
+}
+
 impl Purl {
     pub fn parse(s: &str) -> Result<Self, CoreError> {
         let bad = |r: &'static str| CoreError::invalid("purl", s, r);
@@ -72,11 +94,7 @@ impl Purl {
         let rest = rest.trim_start_matches('/');
         let (rest, subpath) = match rest.split_once('#') {
             Some((r, sp)) => {
-                let parts: Vec<String> = sp
-                    .split('/')
-                    .filter(|p| !p.is_empty() && *p != "." && *p != "..")
-                    .map(|p| decode(p, s))
-                    .collect::<Result<_, _>>()?;
+                let parts = segments(sp, s, |p| p != "." && p != "..")?;
                 (r, (!parts.is_empty()).then(|| parts.join("/")))
             }
             None => (rest, None),
@@ -123,24 +141,18 @@ impl Purl {
         {
             return Err(bad("bad type"));
         }
-        let segs: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
-        let (name, ns) = segs.split_last().ok_or_else(|| bad("missing name"))?;
+        let (ns, name) = match path.trim_end_matches('/').rsplit_once('/') {
+            Some((ns, name)) => (ns, name),
+            None => ("", path),
+        };
         let name = decode(name, s)?;
         if name.is_empty() || name.starts_with('@') {
             return Err(bad(
                 "missing name (an npm scope goes in the namespace, encoded %40)",
             ));
         }
-        let namespace = if ns.is_empty() {
-            None
-        } else {
-            Some(
-                ns.iter()
-                    .map(|p| decode(p, s))
-                    .collect::<Result<Vec<_>, _>>()?
-                    .join("/"),
-            )
-        };
+        let ns = segments(ns, s, |_| true)?;
+        let namespace = (!ns.is_empty()).then(|| ns.join("/"));
         Ok(Purl {
             ty,
             namespace,
@@ -234,6 +246,42 @@ mod tests {
         assert_eq!(p.ty, "npm");
         let s = "pkg:npm/%40scope/name@1.0.0?a=b";
         assert_eq!(Purl::parse(s).unwrap().to_string(), s);
+    }
+
+    /// Found by the sbom_cyclonedx_json fuzz campaign: a subpath segment holding `%2F%2F`
+    /// decoded to `//`, which the canonical form wrote as two separators, so the purl read
+    /// back from our own export was another one.
+    #[test]
+    fn encoded_slashes_parse_as_the_canonical_form_does() {
+        for (input, namespace, subpath) in [
+            (
+                "pkg:npm/juice-shop@14.1.1#2Bhttps:%2F%2Fgithub.com/juice-shop",
+                None,
+                Some("2Bhttps:/github.com/juice-shop"),
+            ),
+            ("pkg:npm/x@1#%2E%2E/a/%2E/b", None, Some("a/b")),
+            ("pkg:npm/x@1#%2F", None, None),
+            (
+                "pkg:golang/github.com%2Fgorilla/mux@v1.8.0",
+                Some("github.com/gorilla"),
+                None,
+            ),
+            ("pkg:golang/a%2F%2Fb//c/mux", Some("a/b/c"), None),
+        ] {
+            let p = Purl::parse(input).unwrap();
+            assert_eq!(p.namespace.as_deref(), namespace, "{input}");
+            assert_eq!(p.subpath.as_deref(), subpath, "{input}");
+            let canonical = p.to_string();
+            assert_eq!(
+                Purl::parse(&canonical).unwrap(),
+                p,
+                "{input} -> {canonical}"
+            );
+        }
+        // A '/' in the name has no separator role: it stays encoded.
+        let p = Purl::parse("pkg:generic/ns/a%2Fb@1").unwrap();
+        assert_eq!(p.name, "a/b");
+        assert_eq!(Purl::parse(&p.to_string()).unwrap(), p);
     }
 
     #[test]
