@@ -141,10 +141,8 @@ impl Purl {
         {
             return Err(bad("bad type"));
         }
-        let (ns, name) = match path.trim_end_matches('/').rsplit_once('/') {
-            Some((ns, name)) => (ns, name),
-            None => ("", path),
-        };
+        let path = path.trim_end_matches('/');
+        let (ns, name) = path.rsplit_once('/').unwrap_or(("", path));
         let name = decode(name, s)?;
         if name.is_empty() || name.starts_with('@') {
             return Err(bad(
@@ -278,6 +276,9 @@ mod tests {
                 "{input} -> {canonical}"
             );
         }
+        // Empty segments around the name are not part of it.
+        let p = Purl::parse("pkg:npm/foo/@1.0").unwrap();
+        assert_eq!((p.namespace.as_deref(), p.name.as_str()), (None, "foo"));
         // A '/' in the name has no separator role: it stays encoded.
         let p = Purl::parse("pkg:generic/ns/a%2Fb@1").unwrap();
         assert_eq!(p.name, "a/b");
