@@ -31,7 +31,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::server::curl_in;
+use common::server::{SERVE_ON_LOOPBACK, curl_in};
 use medsec_ca::Ca;
 use medsec_core::{Actor, DeviceModel, DeviceSerial, Name};
 use medsec_store::{SqliteStore, Synchronous};
@@ -296,15 +296,7 @@ impl Harness {
         let log = std::fs::File::create(self.dir.join("serve.log")).unwrap();
         let mut child = self
             .cmd()
-            .args([
-                "serve",
-                "--http",
-                "127.0.0.1:0",
-                "--https",
-                "127.0.0.1:0",
-                "--device",
-                "127.0.0.1:0",
-            ])
+            .args(SERVE_ON_LOOPBACK)
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log))
             .spawn()

@@ -26,15 +26,7 @@ fn start_logged(env: &Env, extra: &[&str], vars: &[(&str, &str)], log: &str) -> 
     let mut child = Command::new(env!("CARGO_BIN_EXE_medsec"))
         .arg("--data-dir")
         .arg(env.data())
-        .args([
-            "serve",
-            "--http",
-            "127.0.0.1:0",
-            "--https",
-            "127.0.0.1:0",
-            "--device",
-            "127.0.0.1:0",
-        ])
+        .args(SERVE_ON_LOOPBACK)
         .args(extra)
         .env("MEDSEC_KEY_PASSPHRASE", PASSPHRASE)
         // Capture's NO_COLOR; its RUST_LOG gives way to this test's own.

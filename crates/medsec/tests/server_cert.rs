@@ -140,15 +140,7 @@ fn a_lifetime_beyond_thirty_days_is_refused_at_start() {
     let o = std::process::Command::new(env!("CARGO_BIN_EXE_medsec"))
         .arg("--data-dir")
         .arg(env.data())
-        .args([
-            "serve",
-            "--http",
-            "127.0.0.1:0",
-            "--https",
-            "127.0.0.1:0",
-            "--device",
-            "127.0.0.1:0",
-        ])
+        .args(SERVE_ON_LOOPBACK)
         .env("MEDSEC_KEY_PASSPHRASE", PASSPHRASE)
         .output()
         .unwrap();

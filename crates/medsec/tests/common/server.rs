@@ -25,6 +25,18 @@ pub fn start(env: &Env) -> Server {
     start_with(env, &[])
 }
 
+/// `medsec serve` with each listener on a loopback port of the kernel's choosing (the server
+/// prints the addresses on its first line of stdout).
+pub const SERVE_ON_LOOPBACK: [&str; 7] = [
+    "serve",
+    "--http",
+    "127.0.0.1:0",
+    "--https",
+    "127.0.0.1:0",
+    "--device",
+    "127.0.0.1:0",
+];
+
 /// Starts `medsec serve` on loopback ports with extra arguments (e.g. `--syslog 127.0.0.1:0`).
 pub fn start_with(env: &Env, extra: &[&str]) -> Server {
     // With MEDSEC_TEST_LOG_DIR the server's stdout and stderr go to a file of their own there
@@ -41,15 +53,7 @@ pub fn start_with(env: &Env, extra: &[&str]) -> Server {
         .envs(testlog::server_env())
         .arg("--data-dir")
         .arg(env.data())
-        .args([
-            "serve",
-            "--http",
-            "127.0.0.1:0",
-            "--https",
-            "127.0.0.1:0",
-            "--device",
-            "127.0.0.1:0",
-        ])
+        .args(SERVE_ON_LOOPBACK)
         .args(extra)
         .env("MEDSEC_KEY_PASSPHRASE", PASSPHRASE)
         // The same extra environment as the CLI runs (e.g. MEDSEC_DATABASE_URL for PostgreSQL).
