@@ -31,7 +31,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::server::{SERVE_ON_LOOPBACK, curl_in};
+use common::server::{SERVE_ON_LOOPBACK, curl_as_device, curl_in};
 use medsec_ca::Ca;
 use medsec_core::{Actor, DeviceModel, DeviceSerial, Name};
 use medsec_store::{SqliteStore, Synchronous};
@@ -380,6 +380,16 @@ impl Harness {
     }
 }
 
+/// An admin API write with the harness's token and a body of `content_type`; `rest` holds the
+/// method, body and URL.
+fn api_write(dir: &Path, bearer: &str, content_type: &str, rest: &[&str]) -> Outcome {
+    let content_type = format!("Content-Type: {content_type}");
+    let mut args = vec!["--cacert", "root.pem", "-H", bearer, "-H", &content_type];
+    args.extend_from_slice(rest);
+    let (b, c) = curl_in(dir, &args);
+    http_outcome(b, c)
+}
+
 fn http_outcome(body: String, code: String) -> Outcome {
     if code.starts_with('2') {
         match serde_json::from_str(&body) {
@@ -459,48 +469,34 @@ fn run_op(
                 Err(e) => Outcome::Lost(e.to_string()),
             }
         }
-        (Spec::Revoke { serial, reason }, Via::Server) => {
-            let (b, c) = curl_in(
-                dir,
-                &[
-                    "--cacert",
-                    "root.pem",
-                    "-H",
-                    &bearer,
-                    "-H",
-                    "Content-Type: application/json",
-                    "--data",
-                    &json!({"reason": reason}).to_string(),
-                    &api(&format!("certificates/{serial}/revoke")),
-                ],
-            );
-            http_outcome(b, c)
-        }
+        (Spec::Revoke { serial, reason }, Via::Server) => api_write(
+            dir,
+            &bearer,
+            "application/json",
+            &[
+                "--data",
+                &json!({"reason": reason}).to_string(),
+                &api(&format!("certificates/{serial}/revoke")),
+            ],
+        ),
         (Spec::Revoke { serial, reason }, Via::Cli) => cli_killable(
             h,
             killer,
             idx,
             &[s("cert"), s("revoke"), s(serial), s("--reason"), s(reason)],
         ),
-        (Spec::Sbom { version, file, .. }, Via::Server) => {
-            let (b, c) = curl_in(
-                dir,
-                &[
-                    "--cacert",
-                    "root.pem",
-                    "-H",
-                    &bearer,
-                    "-H",
-                    "Content-Type: application/json",
-                    "-X",
-                    "PUT",
-                    "--data-binary",
-                    &format!("@{}", file.display()),
-                    &api(&format!("firmware/{SBOM_MODEL}/{version}/sbom")),
-                ],
-            );
-            http_outcome(b, c)
-        }
+        (Spec::Sbom { version, file, .. }, Via::Server) => api_write(
+            dir,
+            &bearer,
+            "application/json",
+            &[
+                "-X",
+                "PUT",
+                "--data-binary",
+                &format!("@{}", file.display()),
+                &api(&format!("firmware/{SBOM_MODEL}/{version}/sbom")),
+            ],
+        ),
         (Spec::Sbom { version, file, .. }, Via::Cli) => cli_killable(
             h,
             killer,
@@ -515,23 +511,16 @@ fn run_op(
                 file.display().to_string(),
             ],
         ),
-        (Spec::Advisory { file, .. }, Via::Server) => {
-            let (b, c) = curl_in(
-                dir,
-                &[
-                    "--cacert",
-                    "root.pem",
-                    "-H",
-                    &bearer,
-                    "-H",
-                    "Content-Type: application/zip",
-                    "--data-binary",
-                    &format!("@{}", file.display()),
-                    &api("advisories/osv"),
-                ],
-            );
-            http_outcome(b, c)
-        }
+        (Spec::Advisory { file, .. }, Via::Server) => api_write(
+            dir,
+            &bearer,
+            "application/zip",
+            &[
+                "--data-binary",
+                &format!("@{}", file.display()),
+                &api("advisories/osv"),
+            ],
+        ),
         (Spec::Advisory { file, .. }, Via::Cli) => cli_killable(
             h,
             killer,
@@ -554,18 +543,10 @@ fn run_op(
             _,
         ) => cli_killable(h, killer, idx, &publish_args(version, *sv, image, sbom)),
         (Spec::Events { device, file, .. }, _) => {
-            let (pem, key) = (format!("ev{device}.pem"), format!("ev{device}.key"));
-            let (b, c) = curl_in(
+            let (b, c) = curl_as_device(
                 dir,
+                &format!("ev{device}"),
                 &[
-                    "--cacert",
-                    "root.pem",
-                    "--cert",
-                    &pem,
-                    "--key",
-                    &key,
-                    "-H",
-                    "Content-Type: application/json",
                     "--data-binary",
                     &format!("@{}", file.display()),
                     &format!("https://{}/device/v1/events", srv.device),

@@ -56,21 +56,7 @@ fn device_events_detection_incidents_clocks_and_cvd() {
     );
     let api = |p: &str| format!("https://{}/api/v1/{p}", srv.https);
     let events_url = format!("https://{}/device/v1/events", srv.device);
-    let as_device = |name: &str, extra: &[&str]| {
-        let (pem, key) = (format!("{name}.pem"), format!("{name}.key"));
-        let mut a = vec![
-            "--cacert",
-            "root.pem",
-            "--cert",
-            &pem,
-            "--key",
-            &key,
-            "-H",
-            "Content-Type: application/json",
-        ];
-        a.extend_from_slice(extra);
-        curl(&env, &a)
-    };
+    let as_device = |name: &str, extra: &[&str]| curl_as_device(env.dir.path(), name, extra);
     let call = |extra: &[&str]| {
         let mut a = vec!["--cacert", "root.pem"];
         a.extend_from_slice(extra);

@@ -117,6 +117,24 @@ pub fn curl_in(dir: &std::path::Path, args: &[&str]) -> (String, String) {
     (body.to_owned(), code.to_owned())
 }
 
+/// curl in `dir` as device `name` (its `<name>.pem` and `<name>.key` there) with a JSON body;
+/// `extra` holds the body and the URL.
+pub fn curl_as_device(dir: &std::path::Path, name: &str, extra: &[&str]) -> (String, String) {
+    let (pem, key) = (format!("{name}.pem"), format!("{name}.key"));
+    let mut a = vec![
+        "--cacert",
+        "root.pem",
+        "--cert",
+        &pem,
+        "--key",
+        &key,
+        "-H",
+        "Content-Type: application/json",
+    ];
+    a.extend_from_slice(extra);
+    curl_in(dir, &a)
+}
+
 /// POST a base64 CSR file to a simpleenroll URL with a one-time token as HTTP Basic password.
 pub fn est_enroll(env: &Env, url: &str, serial: &str, token: &str, body: &str) -> (String, String) {
     curl(
